@@ -1,0 +1,234 @@
+"""The ``mzsr`` command: argument parsing around the Python API.
+
+Bad input ends in one line ``mzsr: error: <file>: <problem>`` and a non-zero exit, never a traceback; outputs
+are written to a temporary file and renamed, and inputs are never overwritten.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .api import METHODS, _split
+from .config import add_config_args, build_config
+from .degrade import DOWNSAMPLING
+from .io import ImageError, discover_inputs, read_image, write_image
+from .kernels import KernelError, parse_kernel_spec
+from .models import ModelError, available, default_model, load_model, read_card
+
+
+class CliError(Exception):
+    """A problem with the command line itself (paths, names), reported as one line."""
+
+
+EXPECTED = (CliError, ImageError, KernelError, ModelError, ValueError, RuntimeError, FileExistsError, OSError)
+
+
+def _add_io_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders of images")
+    p.add_argument("-o", "--out", required=True, type=Path, metavar="OUT_DIR", help="output folder")
+    p.add_argument("-s", "--scale", type=int, default=2, choices=(2, 3, 4), help="scale factor (default 2)")
+    p.add_argument("--downsample", choices=DOWNSAMPLING,
+                   help="the degradation's subsampling: direct or bicubic (default: bicubic for --kernel bicubic, "
+                        "else direct)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mzsr", description="Zero-shot super-resolution by meta-transfer "
+                                     "learning (MZSR), with ZSSR, fine-tuning and bicubic baselines.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("upscale", help="super-resolve images")
+    _add_io_args(up)
+    up.add_argument("--kernel", default="bicubic", metavar="SPEC",
+                    help="blur kernel: a .mat/.npy/.png file, a folder of per-image kernels (<stem>.mat or "
+                         "<stem>_kernel_x<s>.mat), iso:VAR, aniso:L1,L2,THETA, or bicubic (no blur; default)")
+    up.add_argument("--steps", type=int, default=10, help="adaptation steps (default 10; 0 = plain inference)")
+    up.add_argument("--method", choices=METHODS, default="mzsr", help="default mzsr")
+    up.add_argument("--model", metavar="NAME|PATH", help="shipped model name or .safetensors path "
+                    "(default follows -s and --downsample)")
+    up.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    up.add_argument("--tile", type=int, metavar="PX", help="tile size for memory-bounded processing")
+    up.add_argument("--save-kernel", action="store_true", help="write the kernel used beside each output")
+    up.add_argument("--gt", type=Path, metavar="DIR", help="ground-truth folder (matched by stem): report PSNR/SSIM")
+
+    dg = sub.add_parser("degrade", help="make LR images: LR = (HR * k) subsampled + noise")
+    _add_io_args(dg)
+    dg.add_argument("--kernel", required=True, metavar="SPEC", help="as for upscale")
+    dg.add_argument("--noise", type=float, default=0.0, metavar="SIGMA", help="Gaussian noise σ on [0, 1]")
+    dg.add_argument("--seed", type=int, default=0, help="noise seed")
+
+    sub.add_parser("models", help="list the shipped models and their cards")
+    _train_parsers(sub)
+    return parser
+
+
+def _train_parsers(sub) -> None:
+    from .train.meta import MetaConfig
+    from .train.pretrain import PretrainConfig
+
+    train = sub.add_parser("train", help="train a model (stage 1: pretrain, stage 2: meta)")
+    stages = train.add_subparsers(dest="stage", required=True)
+    for name, cls, text in (("pretrain", PretrainConfig, "stage 1: bicubic pretraining"),
+                            ("meta", MetaConfig, "stage 2: meta-transfer learning (MAML)")):
+        p = stages.add_parser(name, help=text)
+        add_config_args(p, cls)
+        p.add_argument("--resume", action="store_true", help="continue the run in --run-dir exactly")
+        p.set_defaults(config_cls=cls)
+
+
+def _plan_outputs(args) -> list[tuple[Path, Path]]:
+    """(input, output) pairs, checked before any work starts."""
+    files = discover_inputs(args.inputs)
+    out_dir = args.out.resolve()
+    for item in args.inputs:
+        if Path(item).is_dir() and Path(item).resolve() == out_dir:
+            raise CliError(f"{item}: the output folder is an input folder; choose another -o")
+    inputs = {f.resolve() for f in files}
+    pairs, seen = [], {}
+    for f in files:
+        out = out_dir / f"{f.stem}.png"
+        if out in inputs:
+            raise CliError(f"{f}: its output {out} would overwrite an input")
+        if out in seen:
+            raise CliError(f"{f}: same output name as {seen[out]} ({out.name})")
+        if out.exists() and not args.overwrite:
+            raise CliError(f"{out}: exists (pass --overwrite to replace it)")
+        seen[out] = f
+        pairs.append((f, out))
+    return pairs
+
+
+def _find_gt(gt_dir: Path, stem: str) -> Path:
+    for p in sorted(gt_dir.glob(f"{stem}.*")):
+        return p
+    raise CliError(f"{gt_dir}: no ground truth for '{stem}'")
+
+
+def _save_kernel(out: Path, kernel: np.ndarray, scale: int) -> None:
+    from scipy.io import savemat
+
+    from .io import atomic_write
+
+    base = out.with_name(f"{out.stem}_kernel_x{scale}")
+    atomic_write(base.with_suffix(".mat"), lambda tmp: savemat(tmp, {"kernel": kernel}, format="5"))
+    pic = np.round(kernel / kernel.max() * 255).astype(np.uint8)
+    write_image(base.with_suffix(".png"), np.kron(pic, np.ones((8, 8), np.uint8)))
+
+
+def cmd_upscale(args) -> int:
+    from tqdm import tqdm
+
+    from .api import upscale
+    from .metrics import modcrop, psnr_y, ssim_y
+
+    spec = parse_kernel_spec(args.kernel)
+    downsample = args.downsample or ("bicubic" if spec.kind == "bicubic" else "direct")
+    pairs = _plan_outputs(args)
+    if args.steps < 0:
+        raise CliError(f"--steps must be ≥ 0, got {args.steps}")
+    model = None
+    if args.method in ("mzsr", "finetune"):
+        model = load_model(args.model or default_model(args.scale, downsample), args.device if args.device != "auto" else "cpu")
+    failures, scores, t0 = 0, [], time.time()
+    bar = tqdm(pairs, desc="upscale", unit="img", disable=None)
+    for src, out in bar:
+        try:
+            kernel = spec.for_image(src.stem, args.scale)
+            img = read_image(src)
+            steps_bar = lambda i, loss: bar.set_postfix(image=src.name, step=i + 1, loss=f"{loss:.4f}")  # noqa: E731
+            sr = upscale(img, args.scale, kernel if kernel is not None else "bicubic", args.steps, args.method,
+                         model, downsample, args.device, args.tile, steps_bar)
+            write_image(out, sr)
+            if args.save_kernel and kernel is not None:
+                _save_kernel(out, kernel, args.scale)
+            if args.gt:
+                gt, _, _, _ = _split(read_image(_find_gt(args.gt, src.stem)))
+                gt8 = modcrop(np.round(gt * 255).astype(np.uint8), args.scale)
+                sr8, _, _, _ = _split(sr)
+                sr8 = np.round(sr8 * 255).astype(np.uint8)
+                if sr8.shape != gt8.shape:
+                    raise CliError(f"{src}: output {sr8.shape[:2]} and ground truth {gt8.shape[:2]} differ in size")
+                scores.append((psnr_y(sr8, gt8, args.scale), ssim_y(sr8, gt8, args.scale)))
+                bar.write(f"{src.name}: {scores[-1][0]:.2f} dB / {scores[-1][1]:.4f}")
+        except EXPECTED as e:
+            failures += 1
+            bar.write(f"mzsr: error: {e}", file=sys.stderr)
+    bar.close()
+    done = len(pairs) - failures
+    summary = f"{done}/{len(pairs)} images upscaled ×{args.scale} ({args.method}, {args.steps} steps) " \
+              f"into {args.out} in {time.time() - t0:.1f} s"
+    if scores:
+        summary += f"; mean PSNR {np.mean([s[0] for s in scores]):.2f} dB, SSIM {np.mean([s[1] for s in scores]):.4f}"
+    print(summary)
+    return 1 if failures else 0
+
+
+def cmd_degrade(args) -> int:
+    from .api import degrade_image
+
+    spec = parse_kernel_spec(args.kernel)
+    downsample = args.downsample or ("bicubic" if spec.kind == "bicubic" else "direct")
+    failures = 0
+    for i, (src, out) in enumerate(_plan_outputs(args)):
+        try:
+            kernel = spec.for_image(src.stem, args.scale)
+            img = read_image(src)
+            if img.dtype != np.uint8:
+                raise ImageError(f"{src}: degrade takes 8-bit images")
+            write_image(out, degrade_image(img, kernel, args.scale, downsample, args.noise, args.seed + i))
+        except EXPECTED as e:
+            failures += 1
+            print(f"mzsr: error: {e}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def cmd_models(args) -> int:
+    for name in available():
+        card = read_card(name)
+        print(f"{name}: ×{card['scale']} {card['downsample']} downsampling, steps {card['training']['steps']}, "
+              f"step lrs {card['step_lrs']}")
+        if card.get("notes"):
+            print(f"    {card['notes']}")
+        if card.get("metrics"):
+            print(f"    metrics: {json.dumps(card['metrics'])}")
+    return 0
+
+
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None):
+    print(f"mzsr: warning: {message}", file=sys.stderr)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.showwarning = _one_line_warnings
+    try:
+        if args.command == "upscale":
+            return cmd_upscale(args)
+        if args.command == "degrade":
+            return cmd_degrade(args)
+        if args.command == "models":
+            return cmd_models(args)
+        cfg = build_config(args.config_cls, args)
+        if args.stage == "pretrain":
+            from .train.pretrain import run
+        else:
+            from .train.meta import run
+        run(cfg, resume=args.resume)
+        return 0
+    except EXPECTED as e:
+        print(f"mzsr: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mzsr: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Training data: HR images decoded once into memory, patch sampling, and the pairs and tasks built from them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..degrade import degrade_torch
+from ..io import IMAGE_SUFFIXES
+from ..kernels import random_kernel
+from ..resize import imresize
+
+
+
+
+def list_images(folders) -> list[Path]:
+    files = []
+    for folder in folders:
+        files += sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no training images in {', '.join(map(str, folders))}")
+    return files
+
+
+def load_images(files) -> list[np.ndarray]:
+    """Decode every file to uint8 RGB once; patches are cut from memory afterwards."""
+    out = []
+    for f in files:
+        with Image.open(f) as im:
+            out.append(np.asarray(im.convert("RGB")))
+    return out
+
+
+def is_flat(patch: np.ndarray) -> bool:
+    """Spec §3: drop patches whose log mean squared gradient (on [0, 1]) is below −6."""
+    g = patch.astype(np.float32).mean(axis=-1) / 255.0
+    gy, gx = np.diff(g, axis=0), np.diff(g, axis=1)
+    msg = (np.mean(gy ** 2) + np.mean(gx ** 2)) / 2
+    return msg <= 0 or np.log(msg) < -6
+
+
+def dihedral(patch: np.ndarray, k: int) -> np.ndarray:
+    """One of the 8 rotations/flips of an (H, W, C) patch."""
+    patch = np.rot90(patch, k % 4)
+    return patch[:, ::-1] if k >= 4 else patch
+
+
+class PatchSampler:
+    """Random HR patches (uint8 → float in [0, 1], NCHW) with the flat-patch filter and dihedral augmentation."""
+
+    def __init__(self, images: list[np.ndarray], patch: int, rng: np.random.Generator):
+        self.images = [im for im in images if min(im.shape[:2]) >= patch]
+        if not self.images:
+            raise ValueError(f"no training image is at least {patch}×{patch}")
+        self.patch, self.rng = patch, rng
+
+    def one(self) -> np.ndarray:
+        for _ in range(20):  # a few tries for a textured patch, then accept what comes
+            im = self.images[self.rng.integers(len(self.images))]
+            y = self.rng.integers(im.shape[0] - self.patch + 1)
+            x = self.rng.integers(im.shape[1] - self.patch + 1)
+            p = im[y: y + self.patch, x: x + self.patch]
+            if not is_flat(p):
+                break
+        return dihedral(p, int(self.rng.integers(8)))
+
+    def batch(self, n: int) -> torch.Tensor:
+        arr = np.stack([self.one() for _ in range(n)]).astype(np.float32) / 255.0
+        return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+
+
+def bicubic_pair(hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """Stage-1 input: MATLAB-bicubic ↓s then ↑s of the HR batch."""
+    return imresize(imresize(hr, 1.0 / scale), out_shape=hr.shape[-2:])
+
+
+def task_input(hr: torch.Tensor, kernel: torch.Tensor, scale: int, downsample: str) -> torch.Tensor:
+    """Stage-2 input: blur, subsample (direct or bicubic), bicubic ↑ back to the HR size."""
+    return imresize(degrade_torch(hr, kernel, scale, downsample), out_shape=hr.shape[-2:])
+
+
+def sample_task(sampler: PatchSampler, rng: np.random.Generator, scale: int, downsample: str,
+                n_train: int = 8, n_test: int = 8, kernel_size: int = 15):
+    """One meta-learning task (spec §4): a random kernel; (input, label) for its D_tr and D_te."""
+    kernel = torch.from_numpy(random_kernel(rng, scale, kernel_size)).float()
+    hr = sampler.batch(n_train + n_test)
+    x = task_input(hr, kernel, scale, downsample)
+    return (x[:n_train], hr[:n_train]), (x[n_train:], hr[n_train:])

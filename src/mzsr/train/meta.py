@@ -1,0 +1,196 @@
+"""Stage 2 (spec §4): meta-transfer learning — MAML over random-kernel tasks, starting from θ_T → θ_M.
+
+The meta-gradient is exact second order: the inner updates are kept in the graph
+(``torch.autograd.grad(create_graph=True)``) and the network runs on the fast weights through
+``torch.func.functional_call``. ``first_order`` (or ``first_order_steps`` for a warm-up) drops the second-order
+terms, which is cheaper per step.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..kernels import gaussian_kernel
+from ..models import load_model, save_model
+from ..net import SRNet, functional_forward
+from ..runtime import autocast, pick_device
+from ..schedules import multi_step_weights
+from .common import make_card, make_sampler, training_files
+from .data import sample_task
+from .loop import (Clock, Distributed, RunLog, StopFlag, load_checkpoint, parse_duration, prepare_run_dir,
+                   rng_state, save_checkpoint, set_rng_state)
+from .validate import psnr_after_steps, set14_pairs
+
+# Validation kernels (fixed, so that scores compare across runs): g^d_2.0 and the paper's anisotropic one.
+VAL_KERNELS = {"iso2.0": (2.0, 2.0, 0.0), "ani4-1": (4.0, 1.0, -0.5)}
+
+
+@dataclass
+class MetaConfig:
+    scale: int = 2
+    downsample: str = "direct"
+    init: str = "runs/pretrain-x2/best.safetensors"  # θ_T: a .safetensors path or a shipped model name
+    name: str = ""  # model name written into the card; default "<downsample>-x<scale>"
+    train_dirs: list[str] = field(default_factory=list)
+    patch: int = 64
+    meta_batch: int = 5
+    n_train: int = 8
+    n_test: int = 8
+    kernel_size: int = 15
+    inner_steps: int = 5
+    inner_lr: float = 0.01
+    meta_lr: float = 1e-4
+    first_order: bool = False
+    first_order_steps: int = 0  # first-order warm-up iterations before exact second order
+    anneal_steps: int = 3300  # multi-step loss annealing (0 = uniform weights, as the release trained)
+    steps: int = 100_000
+    test_step_lrs: list[float] = field(default_factory=lambda: [0.01])  # stored in the card, used at test time
+    val_every: int = 25  # 0: no validation
+    val_limit: int = 5
+    val_crop: int = 256
+    val_steps: list[int] = field(default_factory=lambda: [0, 1, 10])
+    checkpoint_minutes: float = 3.0
+    time_budget: str = ""
+    seed: int = 0
+    precision: str = "fp32"
+    device: str = "auto"
+    run_dir: str = "runs/meta-direct-x2"
+
+
+def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error, accumulated in at least float32 (autocast may hand in bf16/fp16 outputs)."""
+    dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
+    return (a.to(dtype) - b.to(dtype)).abs().mean()
+
+
+def task_losses(net: SRNet, params: dict, task, inner_steps: int, inner_lr: float,
+                second_order: bool) -> list[torch.Tensor]:
+    """D_te losses after each of the inner SGD steps taken on D_tr, differentiable w.r.t. ``params``."""
+    (x_tr, y_tr), (x_te, y_te) = task
+    fast = dict(params)
+    losses = []
+    for _ in range(inner_steps):
+        loss = l1(functional_forward(net, fast, x_tr), y_tr)
+        grads = torch.autograd.grad(loss, list(fast.values()), create_graph=second_order)
+        fast = {k: w - inner_lr * g for (k, w), g in zip(fast.items(), grads)}
+        losses.append(l1(functional_forward(net, fast, x_te), y_te))
+    return losses
+
+
+def meta_backward(net: SRNet, tasks: list, weights: list[float], cfg: MetaConfig, second_order: bool,
+                  device) -> float:
+    """Accumulate into ``net``'s .grad the sum over ``tasks`` of the weighted multi-step loss; returns it."""
+    params = dict(net.named_parameters())
+    total = 0.0
+    for task in tasks:  # one task at a time keeps one task's graph in memory
+        task = tuple((x.to(device), y.to(device)) for x, y in task)
+        with autocast(device, cfg.precision):
+            losses = task_losses(net, params, task, cfg.inner_steps, cfg.inner_lr, second_order)
+        loss = sum(w * l for w, l in zip(weights, losses))
+        loss.backward()
+        total += loss.item()
+    return total
+
+
+def _validation_sets(cfg: MetaConfig):
+    sets = {}
+    for name, (l1_, l2_, theta) in VAL_KERNELS.items():
+        k = gaussian_kernel(l1_, l2_, theta, size=21)
+        sets[name] = (k, set14_pairs(cfg.scale, k, cfg.downsample, cfg.val_limit, cfg.val_crop))
+    return sets
+
+
+def validate(net, cfg: MetaConfig, sets, device) -> dict:
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    scores = {}
+    for name, (k, pairs) in sets.items():
+        res = psnr_after_steps(net, params, pairs, k, cfg.scale, cfg.downsample, cfg.val_steps,
+                               cfg.test_step_lrs, device)
+        scores.update({f"{name}_mzsr{n}": round(v, 4) for n, v in res.items()})
+    adapted = [v for key, v in scores.items() if not key.endswith("_mzsr0")]
+    scores["score"] = round(float(np.mean(adapted)), 4)  # selection: mean of MZSR(n≥1) over both kernels
+    return scores
+
+
+def run(cfg: MetaConfig, resume: bool = False) -> Path:
+    stop = StopFlag()  # first, so that a signal during setup still ends in a clean stop
+    device = pick_device(cfg.device)
+    ddp = Distributed(device)
+    run_dir = Path(cfg.run_dir)
+    name = cfg.name or f"{cfg.downsample}-x{cfg.scale}"
+    files = training_files(cfg.train_dirs)
+    if ddp.main:
+        prepare_run_dir(run_dir, dataclasses.asdict(cfg), files, resume)
+    sampler, rng = make_sampler(files, cfg.patch, cfg.seed)
+    base = load_model(cfg.init, device)
+    net = SRNet(base.card["arch"]["channels"], base.card["arch"]["depth"], base.card["arch"]["bias"]).to(device)
+    net.load_state_dict(base.params)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.meta_lr)
+    step, best, curve, wall = 0, float("-inf"), [], 0.0
+    ckpt = run_dir / "checkpoint.pt"
+    if resume and ckpt.exists():
+        state = load_checkpoint(ckpt)
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        set_rng_state(rng, state["rng"])
+        step, best, curve, wall = state["step"], state["best"], state["curve"], state["wall"]
+    validating = ddp.main and cfg.val_every > 0
+    val_sets = _validation_sets(cfg) if validating else {}
+    log = RunLog(run_dir, ddp.main)
+    clock = Clock(parse_duration(cfg.time_budget), cfg.checkpoint_minutes * 60)
+    wall0 = wall
+
+    def checkpoint():
+        if ddp.main:
+            save_checkpoint(ckpt, net=net.state_dict(), opt=opt.state_dict(), rng=rng_state(rng), step=step,
+                            best=best, curve=curve, wall=wall0 + clock.elapsed(), config=dataclasses.asdict(cfg))
+
+    def evaluate():
+        nonlocal best
+        scores = validate(net, cfg, val_sets, device)
+        curve.append({"step": step, **scores})
+        log.write(step=step, val=scores)
+        bar.write(f"step {step}: " + " ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+        if scores["score"] > best:
+            best = scores["score"]
+            card = make_card(name, cfg.scale, cfg.downsample, list(cfg.test_step_lrs), net,
+                             dataclasses.asdict(cfg), files, step, wall0 + clock.elapsed(), curve,
+                             {"set14_val": scores}, stage="meta", base=base.name, base_card=base.card)
+            save_model(run_dir / "best.safetensors", net.state_dict(), card)
+
+    bar = tqdm(total=cfg.steps, initial=step, disable=not ddp.main, desc=f"meta {name}", unit="it")
+    if validating and step == 0:
+        evaluate()
+    while step < cfg.steps:
+        # every rank draws the same meta-batch (same seed) and computes its share of the tasks
+        tasks = [sample_task(sampler, rng, cfg.scale, cfg.downsample, cfg.n_train, cfg.n_test, cfg.kernel_size)
+                 for _ in range(cfg.meta_batch)]
+        second_order = not cfg.first_order and step >= cfg.first_order_steps
+        weights = multi_step_weights(step, cfg.inner_steps, cfg.anneal_steps)
+        opt.zero_grad(set_to_none=True)
+        mine = ddp.share(tasks)
+        loss = meta_backward(net, mine, weights, cfg, second_order, device)
+        ddp.average_grads(net.parameters(), len(mine), cfg.meta_batch)
+        opt.step()
+        step += 1
+        bar.update()
+        bar.set_postfix(loss=f"{loss / max(len(mine), 1):.4f}", order=2 if second_order else 1)
+        if ddp.main:
+            log.write(step=step, loss=loss / max(len(mine), 1), second_order=second_order,
+                      time=round(wall0 + clock.elapsed(), 1))
+        if validating and (step % cfg.val_every == 0 or step == cfg.steps):
+            evaluate()
+        if ddp.any(stop.requested or clock.out_of_budget()):
+            break
+        if clock.checkpoint_due():
+            checkpoint()
+    checkpoint()
+    bar.close()
+    ddp.close()
+    stop.restore()
+    return run_dir

@@ -1,0 +1,121 @@
+"""Stage 1 (spec §3): large-scale bicubic pretraining of the SR network with Adam and L1 → θ_T."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..models import save_model
+from ..net import SRNet
+from ..runtime import autocast, pick_device
+from ..schedules import RELEASE_STEP_LRS, pretrain_lr
+from .common import make_card, make_sampler, training_files
+from .data import bicubic_pair
+from .loop import (Clock, Distributed, RunLog, StopFlag, load_checkpoint, parse_duration, prepare_run_dir,
+                   rng_state, save_checkpoint, set_rng_state)
+from .validate import psnr_after_steps, set14_pairs
+
+
+@dataclass
+class PretrainConfig:
+    scale: int = 2
+    train_dirs: list[str] = field(default_factory=list)  # empty: T91 + BSDS500_test under $MZSR_DATA
+    patch: int = 64
+    batch: int = 16
+    steps: int = 500_000
+    lr: float = 4e-4
+    lr_halve_every: int = 100_000
+    lr_floor: float = 1e-4
+    val_every: int = 500  # 0: no validation
+    val_limit: int = 14
+    checkpoint_minutes: float = 3.0
+    time_budget: str = ""
+    seed: int = 0
+    precision: str = "fp32"
+    channels_last: bool = False
+    device: str = "auto"
+    run_dir: str = "runs/pretrain-x2"
+    channels: int = 64
+    depth: int = 8
+
+
+def run(cfg: PretrainConfig, resume: bool = False) -> Path:
+    stop = StopFlag()  # first, so that a signal during setup still ends in a clean stop
+    device = pick_device(cfg.device)
+    ddp = Distributed(device)
+    run_dir = Path(cfg.run_dir)
+    files = training_files(cfg.train_dirs)
+    if ddp.main:
+        prepare_run_dir(run_dir, dataclasses.asdict(cfg), files, resume)
+    sampler, rng = make_sampler(files, cfg.patch, cfg.seed)
+    net = SRNet(cfg.channels, cfg.depth).to(device)
+    if cfg.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    step, best, curve, wall = 0, float("-inf"), [], 0.0
+    ckpt = run_dir / "checkpoint.pt"
+    if resume and ckpt.exists():
+        state = load_checkpoint(ckpt)
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        set_rng_state(rng, state["rng"])
+        step, best, curve, wall = state["step"], state["best"], state["curve"], state["wall"]
+    model = torch.nn.parallel.DistributedDataParallel(net) if ddp.world > 1 else net
+    validating = ddp.main and cfg.val_every > 0
+    val_pairs = set14_pairs(cfg.scale, None, "bicubic", cfg.val_limit) if validating else []
+    log = RunLog(run_dir, ddp.main)
+    clock = Clock(parse_duration(cfg.time_budget), cfg.checkpoint_minutes * 60)
+    wall0 = wall
+
+    def checkpoint():
+        if ddp.main:
+            save_checkpoint(ckpt, net=net.state_dict(), opt=opt.state_dict(), rng=rng_state(rng), step=step,
+                            best=best, curve=curve, wall=wall0 + clock.elapsed(), config=dataclasses.asdict(cfg))
+
+    bar = tqdm(total=cfg.steps, initial=step, disable=not ddp.main, desc=f"pretrain ×{cfg.scale}", unit="step")
+    while step < cfg.steps:
+        hr = sampler.batch(cfg.batch)  # every rank draws the same batch and keeps its own share
+        hr = hr[ddp.rank::ddp.world].to(device)
+        x = bicubic_pair(hr, cfg.scale)
+        if cfg.channels_last:
+            x, hr = x.contiguous(memory_format=torch.channels_last), hr.contiguous(memory_format=torch.channels_last)
+        for g in opt.param_groups:
+            g["lr"] = pretrain_lr(step, cfg.lr, cfg.lr_halve_every, cfg.lr_floor)
+        with autocast(device, cfg.precision):
+            loss = F.l1_loss(model(x).float(), hr)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        bar.update()
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if ddp.main and step % 50 == 0:
+            log.write(step=step, loss=loss.item(), lr=opt.param_groups[0]["lr"], time=round(wall0 + clock.elapsed(), 1))
+        if validating and (step % cfg.val_every == 0 or step == cfg.steps):
+            params = {k: v.detach() for k, v in net.state_dict().items()}
+            with torch.no_grad():
+                score = psnr_after_steps(net, params, val_pairs, None, cfg.scale, "bicubic", [0], [0.0], device)[0]
+            curve.append({"step": step, "set14_bicubic_psnr": round(score, 4)})
+            log.write(step=step, val_set14_bicubic_psnr=score)
+            bar.write(f"step {step}: Set14 bicubic ×{cfg.scale} {score:.3f} dB")
+            if score > best:
+                best = score
+                card = make_card(f"pretrained-x{cfg.scale}", cfg.scale, "bicubic",
+                                 RELEASE_STEP_LRS["direct-x2" if cfg.scale == 2 else "direct-x4"], net,
+                                 dataclasses.asdict(cfg), files, step, wall0 + clock.elapsed(), curve,
+                                 {"set14_bicubic_psnr": round(score, 4)}, stage="pretrain")
+                save_model(run_dir / "best.safetensors", net.state_dict(), card)
+        if ddp.any(stop.requested or clock.out_of_budget()):
+            break
+        if clock.checkpoint_due():
+            checkpoint()
+    checkpoint()
+    bar.close()
+    ddp.close()
+    stop.restore()
+    return run_dir

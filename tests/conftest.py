@@ -1,0 +1,57 @@
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mzsr.io import data_root
+
+DATA = data_root()
+SET5_NAMES = ["baby", "bird", "butterfly", "head", "woman"]
+
+
+def need_data():
+    if not (DATA / "benchmark").is_dir():
+        pytest.skip(f"reference data not found at {DATA} (set MZSR_DATA)")
+    return DATA
+
+
+@pytest.fixture
+def data():
+    return need_data()
+
+
+def load_rgb(path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def _fail_on_unexpected_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        yield
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    """A small model file with its card and a 'pretrained' base, as shipped models have."""
+    import torch
+
+    from mzsr.models import save_model
+    from mzsr.net import SRNet
+
+    torch.manual_seed(0)
+    arch = {"channels": 8, "depth": 3, "bias": True}
+    base = tmp_path / "models" / "base.safetensors"
+    card = {"scale": 2, "downsample": "direct", "step_lrs": [0.01], "arch": arch, "training": {"steps": 0}}
+    save_model(base, SRNet(8, 3).state_dict(), {**card, "name": "base", "downsample": "bicubic"})
+    path = tmp_path / "models" / "tiny.safetensors"
+    save_model(path, SRNet(8, 3).state_dict(), {**card, "name": "tiny", "base": str(base)})
+    return path

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from mzsr.io import ImageError, atomic_write, discover_inputs, read_image, write_image
+
+
+def save(tmp_path, name, im, **kw):
+    p = tmp_path / name
+    im.save(p, **kw)
+    return p
+
+
+def test_modes(tmp_path, rng):
+    rgb = rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    assert read_image(save(tmp_path, "a.png", Image.fromarray(rgb))).shape == (6, 5, 3)
+    assert read_image(save(tmp_path, "b.png", Image.fromarray(rgb[..., 0]))).shape == (6, 5)
+    assert read_image(save(tmp_path, "c.png", Image.fromarray(rgb).convert("LA"))).shape == (6, 5, 2)
+    assert read_image(save(tmp_path, "d.png", Image.fromarray(rgb).convert("RGBA"))).shape == (6, 5, 4)
+    assert read_image(save(tmp_path, "e.png", Image.fromarray(rgb).convert("P"))).shape == (6, 5, 3)
+    sixteen = read_image(save(tmp_path, "f.png", Image.fromarray((rgb[..., 0].astype(np.uint16) * 257))))
+    assert sixteen.dtype == np.uint16 and sixteen.max() > 255
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    im = Image.new("RGB", (8, 4))
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    p = tmp_path / "r.jpg"
+    im.save(p, exif=exif)
+    assert read_image(p).shape[:2] == (8, 4)
+
+
+def test_bad_files(tmp_path):
+    (tmp_path / "junk.png").write_bytes(b"hello")
+    with pytest.raises(ImageError, match="junk.png"):
+        read_image(tmp_path / "junk.png")
+    good = save(tmp_path, "t.png", Image.fromarray(np.zeros((64, 64, 3), np.uint8) + 7))
+    (tmp_path / "trunc.png").write_bytes(good.read_bytes()[:60])
+    with pytest.raises(ImageError, match="trunc.png"):
+        read_image(tmp_path / "trunc.png")
+    with pytest.raises(ImageError, match="no such file"):
+        read_image(tmp_path / "nope.png")
+
+
+def test_write_is_atomic(tmp_path):
+    target = tmp_path / "out.png"
+    def half_then_fail(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, half_then_fail)
+    assert list(tmp_path.iterdir()) == []
+    write_image(target, np.zeros((3, 3), np.uint16))
+    assert read_image(target).dtype == np.uint16
+
+
+def test_discover(tmp_path):
+    for n in ("b.png", "a.jpg", "notes.txt"):
+        (tmp_path / n).write_bytes(b"")
+    assert [p.name for p in discover_inputs([tmp_path])] == ["a.jpg", "b.png"]
+    with pytest.raises(ImageError, match="no such file"):
+        discover_inputs([tmp_path / "x.png"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ImageError, match="no images"):
+        discover_inputs([tmp_path / "empty"])

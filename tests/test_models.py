@@ -1,0 +1,47 @@
+import json
+
+import pytest
+import torch
+
+from mzsr.models import ModelError, available, load_model, read_card, save_model
+from mzsr.net import SRNet
+
+REQUIRED = {"name", "scale", "downsample", "step_lrs", "arch", "training", "metrics"}
+
+
+def test_roundtrip(tmp_path):
+    net = SRNet(8, 3)
+    save_model(tmp_path / "m.safetensors", net.state_dict(), {"scale": 2, "downsample": "direct",
+                                                             "step_lrs": [0.01], "arch": {"channels": 8, "depth": 3}})
+    m = load_model(tmp_path / "m.safetensors")
+    assert m.scale == 2 and m.step_lrs == [0.01]
+    for k, v in net.state_dict().items():
+        assert torch.equal(m.params[k], v)
+
+
+def test_bad_model_files(tmp_path, tiny_model):
+    with pytest.raises(ModelError, match="unknown model 'x9'"):
+        load_model("x9")
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(tiny_model.read_bytes()[:100])
+    broken.with_suffix(".json").write_text(tiny_model.with_suffix(".json").read_text())
+    with pytest.raises(ModelError, match="cannot load weights"):
+        load_model(broken)
+    lonely = tmp_path / "lonely.safetensors"
+    lonely.write_bytes(tiny_model.read_bytes())
+    with pytest.raises(ModelError, match="card missing"):
+        load_model(lonely)
+
+
+def test_shipped_models_load_with_complete_cards():
+    names = available()
+    assert "direct-x2" in names
+    for name in names:
+        card = read_card(name)
+        assert REQUIRED <= set(card), name
+        assert card["name"] == name
+        m = load_model(name)
+        assert sum(v.numel() for v in m.params.values()) == 225_091
+        if "base" in card:
+            assert load_model(card["base"]).scale == m.scale
+        json.dumps(card)

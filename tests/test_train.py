@@ -1,0 +1,190 @@
+"""Training: exact MAML meta-gradient, loss-weight schedule, exact resume, SIGKILL, time budget, DDP (gloo)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mzsr.net import SRNet
+from mzsr.schedules import multi_step_weights
+from mzsr.train.loop import load_checkpoint
+from mzsr.train.meta import MetaConfig, task_losses
+from mzsr.train.meta import run as run_meta
+from mzsr.train.pretrain import PretrainConfig
+from mzsr.train.pretrain import run as run_pretrain
+
+
+@pytest.fixture(scope="module")
+def train_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("train")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        yy, xx = np.mgrid[0:40, 0:44]
+        img = 128 + 100 * np.sin(xx / (2 + i)) * np.cos(yy / 3) + rng.normal(0, 8, (40, 44))
+        Image.fromarray(np.clip(np.dstack([img, img[::-1], img * 0.8]), 0, 255)
+                        .astype(np.uint8)).save(d / f"img{i}.png")
+    return d
+
+
+def tiny_task(seed=0, n=2, size=8):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(2 * n, 3, size, size, generator=g, dtype=torch.float64)
+    y = (x + 0.1 * torch.rand(2 * n, 3, size, size, generator=g, dtype=torch.float64)).clamp(0, 1)
+    return (x[:n], y[:n]), (x[n:], y[n:])
+
+
+def test_meta_gradient_matches_finite_differences():
+    torch.manual_seed(0)
+    net = SRNet(channels=3, depth=2).double()
+    for conv in net.convs:
+        torch.nn.init.normal_(conv.weight, std=0.3)
+    params = dict(net.named_parameters())
+    task, weights = tiny_task(), [0.3, 0.7]
+
+    def objective(p):
+        return sum(w * l for w, l in zip(weights, task_losses(net, p, task, 2, 0.5, second_order=True)))
+
+    grads = torch.autograd.grad(objective(params), list(params.values()))
+    first = torch.autograd.grad(
+        sum(w * l for w, l in zip(weights, task_losses(net, params, task, 2, 0.5, second_order=False))),
+        list(params.values()))
+    eps, rng, checked = 1e-6, np.random.default_rng(0), 0
+    for (name, p), g, g1 in zip(params.items(), grads, first):
+        for idx in rng.choice(p.numel(), size=min(3, p.numel()), replace=False):
+            def at(delta):
+                q = {k: v.detach().clone() for k, v in params.items()}
+                q[name].view(-1)[idx] += delta
+                return objective({k: v.requires_grad_(True) for k, v in q.items()}).item()
+            fd = (at(eps) - at(-eps)) / (2 * eps)
+            assert g.view(-1)[idx].item() == pytest.approx(fd, rel=1e-4, abs=1e-8)
+            checked += 1
+    assert checked >= 10
+    # and the first-order approximation really is different
+    assert any(not torch.allclose(a, b, rtol=1e-3) for a, b in zip(grads, first))
+
+
+def test_multi_step_weights_anneal():
+    assert multi_step_weights(0, 5) == pytest.approx([0.2] * 5)
+    end = multi_step_weights(10_000, 5, anneal_steps=3300)
+    assert end[:4] == pytest.approx([0.006] * 4) and end[4] == pytest.approx(0.976)
+    mid = multi_step_weights(1650, 5, anneal_steps=3300)
+    assert 0.006 < mid[0] < 0.2 and sum(mid) == pytest.approx(1.0)
+    assert multi_step_weights(5000, 5, anneal_steps=0) == pytest.approx([0.2] * 5)
+
+
+def pre_cfg(train_dir, run_dir, **kw):
+    base = dict(train_dirs=[str(train_dir)], patch=16, batch=4, steps=6, val_every=0, channels=8, depth=3,
+                device="cpu", run_dir=str(run_dir), checkpoint_minutes=10.0)
+    return PretrainConfig(**{**base, **kw})
+
+
+def test_pretrain_resume_is_exact(train_dir, tmp_path):
+    run_pretrain(pre_cfg(train_dir, tmp_path / "a", steps=6))
+    run_pretrain(pre_cfg(train_dir, tmp_path / "b", steps=3))
+    run_pretrain(pre_cfg(train_dir, tmp_path / "b", steps=6), resume=True)
+    a, b = load_checkpoint(tmp_path / "a/checkpoint.pt"), load_checkpoint(tmp_path / "b/checkpoint.pt")
+    assert a["step"] == b["step"] == 6
+    for k in a["net"]:
+        assert torch.equal(a["net"][k], b["net"][k]), k
+    with pytest.raises(FileExistsError):
+        run_pretrain(pre_cfg(train_dir, tmp_path / "a"))
+    assert (tmp_path / "b/run.json").exists() and (tmp_path / "b/data.txt").read_text().count("img") == 3
+
+
+def test_validation_keeps_best_with_card(train_dir, tmp_path, data):
+    run_pretrain(pre_cfg(train_dir, tmp_path / "v", steps=2, val_every=2, val_limit=1))
+    card = json.loads((tmp_path / "v/best.json").read_text())
+    assert card["training"]["steps"] == 2 and card["metrics"]["set14_bicubic_psnr"] > 15
+    assert card["validation_curve"][0]["step"] == 2 and card["training"]["code_version"]
+
+
+def meta_args(init, run_dir, **kw):
+    args = dict(init=init, train_dirs=None, patch=16, meta_batch=2, n_train=2, n_test=2, kernel_size=7,
+                inner_steps=2, steps=1, val_every=0, device="cpu", run_dir=run_dir)
+    return {**args, **kw}
+
+
+def test_meta_resume_is_exact(train_dir, tmp_path, tiny_model):
+    cfg = lambda d, steps: MetaConfig(**meta_args(str(tiny_model), str(tmp_path / d), steps=steps,  # noqa: E731
+                                                  train_dirs=[str(train_dir)]))
+    run_meta(cfg("a", 3))
+    run_meta(cfg("b", 2))
+    run_meta(cfg("b", 3), resume=True)
+    a, b = load_checkpoint(tmp_path / "a/checkpoint.pt"), load_checkpoint(tmp_path / "b/checkpoint.pt")
+    for k in a["net"]:
+        assert torch.equal(a["net"][k], b["net"][k]), k
+
+
+def cli(*args):
+    return [sys.executable, "-m", "mzsr.cli", *map(str, args)]
+
+
+def test_sigkill_loses_at_most_one_checkpoint_interval(train_dir, tmp_path):
+    run_dir = tmp_path / "k"
+    interval_s = 1.0
+    proc = subprocess.Popen(cli("train", "pretrain", "--train-dirs", train_dir, "--patch", 16, "--batch", 2,
+                                "--channels", 8, "--depth", 3, "--val-every", 0, "--device", "cpu",
+                                "--checkpoint-minutes", interval_s / 60, "--run-dir", run_dir),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = run_dir / "checkpoint.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (ckpt.exists() and time.time() - ckpt.stat().st_mtime < 0.5
+                                          and load_checkpoint(ckpt)["step"] >= 3):
+        time.sleep(0.1)
+    time.sleep(0.4)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = time.time()
+    state = load_checkpoint(ckpt)  # never a half-written file: atomic rename
+    assert killed_at - ckpt.stat().st_mtime <= interval_s + 1.0  # slack: one step and the poll
+    logged = [json.loads(l)["step"] for l in (run_dir / "log.jsonl").read_text().splitlines()] if (
+        run_dir / "log.jsonl").exists() else []
+    assert state["step"] >= 3 and (not logged or max(logged) >= state["step"] - 50)
+    rc = subprocess.run(cli("train", "pretrain", "--train-dirs", train_dir, "--patch", 16, "--batch", 2,
+                            "--channels", 8, "--depth", 3, "--val-every", 0, "--device", "cpu",
+                            "--run-dir", run_dir, "--steps", state["step"] + 2, "--resume"),
+                        capture_output=True, text=True)
+    assert rc.returncode == 0, rc.stderr[-2000:]
+    assert load_checkpoint(ckpt)["step"] == state["step"] + 2
+
+
+def test_time_budget_and_sigterm_stop_cleanly(train_dir, tmp_path):
+    t0 = time.time()
+    run_pretrain(pre_cfg(train_dir, tmp_path / "t", steps=10 ** 6, time_budget="2s"))
+    assert time.time() - t0 < 60
+    assert load_checkpoint(tmp_path / "t/checkpoint.pt")["step"] >= 1
+    proc = subprocess.Popen(cli("train", "pretrain", "--train-dirs", train_dir, "--patch", 16, "--batch", 2,
+                                "--channels", 8, "--depth", 3, "--val-every", 0, "--device", "cpu",
+                                "--run-dir", tmp_path / "s"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "s/run.json").exists():
+        time.sleep(0.1)
+    time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    assert load_checkpoint(tmp_path / "s/checkpoint.pt")["step"] >= 1
+
+
+def test_ddp_gloo_two_processes_equal_single_process(train_dir, tmp_path, tiny_model):
+    common = ["train", "meta", "--init", tiny_model, "--train-dirs", train_dir, "--patch", 16, "--meta-batch", 2,
+              "--n-train", 2, "--n-test", 2, "--kernel-size", 7, "--inner-steps", 2, "--steps", 1,
+              "--val-every", 0, "--device", "cpu"]
+    single = subprocess.run(cli(*common, "--run-dir", tmp_path / "one"), capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr[-2000:]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", "29531", "-m", "mzsr.cli", *map(str, common),
+                          "--run-dir", str(tmp_path / "two")], capture_output=True, text=True, env=env)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    a, b = load_checkpoint(tmp_path / "one/checkpoint.pt"), load_checkpoint(tmp_path / "two/checkpoint.pt")
+    from mzsr.models import load_model
+    init = load_model(tiny_model).params
+    assert any(not torch.equal(a["net"][k], init[k]) for k in init)  # the step did move the weights
+    for k in a["net"]:
+        assert torch.allclose(a["net"][k], b["net"][k], atol=1e-6), k
