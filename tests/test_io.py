@@ -66,3 +66,13 @@ def test_discover(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ImageError, match="no images"):
         discover_inputs([tmp_path / "empty"])
+
+
+def test_outputs_are_not_private(tmp_path):
+    import os
+    import stat
+
+    write_image(tmp_path / "o.png", np.zeros((2, 2), np.uint8))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "o.png").stat().st_mode) == 0o666 & ~umask

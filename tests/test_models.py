@@ -45,3 +45,15 @@ def test_shipped_models_load_with_complete_cards():
         if "base" in card:
             assert load_model(card["base"]).scale == m.scale
         json.dumps(card)
+
+
+def test_export_ships_weights_with_card(tmp_path, tiny_model, monkeypatch, capsys):
+    from mzsr import models
+    from mzsr.cli import main
+
+    monkeypatch.setattr(models, "WEIGHTS_DIR", tmp_path / "weights")
+    assert main(["train", "export", str(tiny_model), "--name", "mine-x2", "--base", "basic",
+                 "--notes", "a test", "--step-lrs", "0.02", "0.01"]) == 0
+    card = models.read_card("mine-x2")
+    assert card["name"] == "mine-x2" and card["base"] == "basic" and card["step_lrs"] == [0.02, 0.01]
+    assert models.available() == ["mine-x2"]

@@ -20,6 +20,7 @@ from .degrade import DOWNSAMPLING
 from .io import ImageError, discover_inputs, read_image, write_image
 from .kernels import KernelError, parse_kernel_spec
 from .models import ModelError, available, default_model, load_model, read_card
+from .runtime import pick_device
 
 
 class CliError(Exception):
@@ -65,8 +66,36 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("--seed", type=int, default=0, help="noise seed")
 
     sub.add_parser("models", help="list the shipped models and their cards")
+    _benchmark_parser(sub)
     _train_parsers(sub)
     return parser
+
+
+def _benchmark_parser(sub) -> None:
+    from .bench import DEFAULT_METHODS
+    from .bench.scenarios import PAPER_SETS, SCENARIOS
+
+    bm = sub.add_parser("benchmark", help="re-measure the paper's tables: methods × blur scenarios × test sets, "
+                        "with an HTML report")
+    bm.add_argument("--sets", nargs="+", default=list(PAPER_SETS), metavar="SET",
+                    help=f"test sets under $MZSR_DATA/benchmark (default: {' '.join(PAPER_SETS)})")
+    bm.add_argument("--scenarios", nargs="+", metavar="ID",
+                    help=f"of {', '.join(SCENARIOS)} (default: all at ×2, gd2.0 at ×4)")
+    bm.add_argument("-s", "--scale", type=int, default=2, choices=(2, 3, 4), help="scale factor (default 2)")
+    bm.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), metavar="METHOD",
+                    help="bicubic, zssr, mzsrN, finetuneN (N steps; finetune ≥ 100 steps uses Adam 1e-4) "
+                         f"(default: {' '.join(DEFAULT_METHODS)})")
+    bm.add_argument("--model", metavar="NAME|PATH", help="MZSR model for every scenario (default: the shipped "
+                    "one for -s and each scenario's subsampling; fine-tuning starts from its card's base)")
+    bm.add_argument("--limit", type=int, metavar="N", help="only the first N images (sorted) of each set")
+    bm.add_argument("--repeats", type=int, default=1, metavar="R", help="timed runs per image (default 1)")
+    bm.add_argument("--seed", type=int, default=0, help="ZSSR's seed (default 0)")
+    bm.add_argument("--out", type=Path, default=Path("benchmark-results"), metavar="DIR",
+                    help="output folder, also the cache an interrupted run resumes from (default benchmark-results)")
+    bm.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    bm.add_argument("--zssr-iters", type=int, metavar="N", help="cap ZSSR's training iterations (quick runs)")
+    bm.add_argument("--curve-steps", type=int, default=20, metavar="N",
+                    help="steps of the PSNR-versus-steps plot (default 20; 0 = none)")
 
 
 def _train_parsers(sub) -> None:
@@ -81,6 +110,12 @@ def _train_parsers(sub) -> None:
         add_config_args(p, cls)
         p.add_argument("--resume", action="store_true", help="continue the run in --run-dir exactly")
         p.set_defaults(config_cls=cls)
+    ex = stages.add_parser("export", help="ship a trained model inside the package (weights + card)")
+    ex.add_argument("weights", type=Path, help="a run's best.safetensors (its .json card beside it)")
+    ex.add_argument("--name", required=True, help="shipped model name, e.g. direct-x2")
+    ex.add_argument("--base", help="shipped bicubic-pretrained model it started from (for --method finetune)")
+    ex.add_argument("--notes", help="a sentence for the card: what this model is and is not")
+    ex.add_argument("--step-lrs", type=float, nargs="+", help="replace the card's test-time step learning rates")
 
 
 def _plan_outputs(args) -> list[tuple[Path, Path]]:
@@ -135,7 +170,7 @@ def cmd_upscale(args) -> int:
         raise CliError(f"--steps must be ≥ 0, got {args.steps}")
     model = None
     if args.method in ("mzsr", "finetune"):
-        model = load_model(args.model or default_model(args.scale, downsample), args.device if args.device != "auto" else "cpu")
+        model = load_model(args.model or default_model(args.scale, downsample), pick_device(args.device))
     failures, scores, t0 = 0, [], time.time()
     bar = tqdm(pairs, desc="upscale", unit="img", disable=None)
     for src, out in bar:
@@ -162,10 +197,10 @@ def cmd_upscale(args) -> int:
             bar.write(f"mzsr: error: {e}", file=sys.stderr)
     bar.close()
     done = len(pairs) - failures
-    summary = f"{done}/{len(pairs)} images upscaled ×{args.scale} ({args.method}, {args.steps} steps) " \
-              f"into {args.out} in {time.time() - t0:.1f} s"
+    how = args.method if args.method == "bicubic" else f"{args.method}, {args.steps} steps"
+    summary = f"{done}/{len(pairs)} images upscaled ×{args.scale} ({how}) into {args.out} in {time.time() - t0:.1f} s"
     if scores:
-        summary += f"; mean PSNR {np.mean([s[0] for s in scores]):.2f} dB, SSIM {np.mean([s[1] for s in scores]):.4f}"
+        summary += f"; mean PSNR {np.mean([s[0] for s in scores]):.4f} dB, SSIM {np.mean([s[1] for s in scores]):.4f}"
     print(summary)
     return 1 if failures else 0
 
@@ -201,6 +236,18 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_benchmark(args) -> int:
+    from .bench import run_benchmark
+    from .bench.report import markdown, write_report
+
+    results = run_benchmark(args.out, args.sets, args.scenarios, args.methods, args.scale, args.model, args.limit,
+                            args.repeats, args.seed, args.device, args.zssr_iters, args.curve_steps)
+    index = write_report(results, args.out)
+    print(markdown(results))
+    print(f"report: {index}")
+    return 0
+
+
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None):
     print(f"mzsr: warning: {message}", file=sys.stderr)
 
@@ -215,6 +262,14 @@ def main(argv=None) -> int:
             return cmd_degrade(args)
         if args.command == "models":
             return cmd_models(args)
+        if args.command == "benchmark":
+            return cmd_benchmark(args)
+        if args.stage == "export":
+            from .models import ship
+
+            extra = {"step_lrs": args.step_lrs} if args.step_lrs else {}
+            print(ship(args.weights, args.name, args.base, args.notes, **extra))
+            return 0
         cfg = build_config(args.config_cls, args)
         if args.stage == "pretrain":
             from .train.pretrain import run

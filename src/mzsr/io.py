@@ -17,6 +17,9 @@ def atomic_write(path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make every output private
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -93,3 +93,17 @@ def save_model(path, state_dict: dict, card: dict) -> None:
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in state_dict.items()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp))
     atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(card, indent=2) + "\n"))
+
+
+def ship(src, name: str, base: str | None = None, notes: str | None = None, **card_updates) -> Path:
+    """Copy a trained ``.safetensors`` + card into the package as model ``name`` (optionally naming the
+    shipped bicubic-pretrained model it started from, used by ``--method finetune``)."""
+    model = load_model(src)
+    card = {**model.card, "name": name, **card_updates}
+    if base is not None:
+        card["base"] = base
+    if notes is not None:
+        card["notes"] = notes
+    dest = WEIGHTS_DIR / f"{name}.safetensors"
+    save_model(dest, model.net.state_dict(), card)
+    return dest

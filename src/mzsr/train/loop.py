@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 from ..io import atomic_write
 
@@ -112,6 +113,21 @@ def load_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def save_training(path: Path, net, opt, rng: np.random.Generator, progress: dict, config: dict) -> None:
+    """Everything an exact resume needs: weights, optimizer, RNG streams, step, best score, curve, wall time."""
+    save_checkpoint(path, net=net.state_dict(), opt=opt.state_dict(), rng=rng_state(rng), config=config,
+                    **progress)
+
+
+def resume_training(path: Path, net, opt, rng: np.random.Generator) -> dict:
+    """Load a checkpoint into ``net``, ``opt`` and ``rng``; returns the progress (step, best, curve, wall)."""
+    state = load_checkpoint(path)
+    net.load_state_dict(state["net"])
+    opt.load_state_dict(state["opt"])
+    set_rng_state(rng, state["rng"])
+    return {k: state[k] for k in ("step", "best", "curve", "wall")}
+
+
 class RunLog:
     """Appends JSON lines to ``log.jsonl`` in the run folder (main rank only)."""
 
@@ -159,3 +175,35 @@ class Clock:
             self.last_ckpt = time.monotonic()
             return True
         return False
+
+
+def drive(*, step: int, total: int, desc: str, ddp: Distributed, stop: StopFlag, clock: Clock, val_every: int,
+          train_step, evaluate, checkpoint) -> int:
+    """The loop both stages share; returns the last step done.
+
+    ``train_step(step) -> dict`` does one update (the dict goes to the progress bar); ``evaluate(step) -> str``
+    validates and keeps the best model (``None`` or ``val_every`` 0 disables it); ``checkpoint(step)`` saves.
+    Validation also runs at the last step and when stopping (budget or signal), so the end is never unscored.
+    """
+    validating = ddp.main and evaluate is not None and val_every > 0
+    bar = tqdm(total=total, initial=step, disable=not ddp.main, desc=desc, unit="step")
+    if validating and step == 0:
+        bar.write(evaluate(0))
+    while step < total:
+        postfix = train_step(step)
+        step += 1
+        bar.update()
+        bar.set_postfix(postfix)
+        stopping = ddp.any(stop.requested or clock.out_of_budget())
+        if validating and (step % val_every == 0 or step == total or stopping):
+            bar.write(evaluate(step))
+        if stopping:
+            break
+        if clock.checkpoint_due() and ddp.main:
+            checkpoint(step)
+    if ddp.main:
+        checkpoint(step)
+    bar.close()
+    ddp.close()
+    stop.restore()
+    return step

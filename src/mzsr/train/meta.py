@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..kernels import gaussian_kernel
 from ..models import load_model, save_model
@@ -22,8 +21,8 @@ from ..runtime import autocast, pick_device
 from ..schedules import multi_step_weights
 from .common import make_card, make_sampler, training_files
 from .data import sample_task
-from .loop import (Clock, Distributed, RunLog, StopFlag, load_checkpoint, parse_duration, prepare_run_dir,
-                   rng_state, save_checkpoint, set_rng_state)
+from .loop import (Clock, Distributed, RunLog, StopFlag, drive, parse_duration, prepare_run_dir,
+                   resume_training, save_training)
 from .validate import psnr_after_steps, set14_pairs
 
 # Validation kernels (fixed, so that scores compare across runs): g^d_2.0 and the paper's anisotropic one.
@@ -134,63 +133,44 @@ def run(cfg: MetaConfig, resume: bool = False) -> Path:
     step, best, curve, wall = 0, float("-inf"), [], 0.0
     ckpt = run_dir / "checkpoint.pt"
     if resume and ckpt.exists():
-        state = load_checkpoint(ckpt)
-        net.load_state_dict(state["net"])
-        opt.load_state_dict(state["opt"])
-        set_rng_state(rng, state["rng"])
-        step, best, curve, wall = state["step"], state["best"], state["curve"], state["wall"]
-    validating = ddp.main and cfg.val_every > 0
-    val_sets = _validation_sets(cfg) if validating else {}
+        step, best, curve, wall = resume_training(ckpt, net, opt, rng).values()
+    val_sets = _validation_sets(cfg) if ddp.main and cfg.val_every > 0 else {}
     log = RunLog(run_dir, ddp.main)
     clock = Clock(parse_duration(cfg.time_budget), cfg.checkpoint_minutes * 60)
     wall0 = wall
 
-    def checkpoint():
-        if ddp.main:
-            save_checkpoint(ckpt, net=net.state_dict(), opt=opt.state_dict(), rng=rng_state(rng), step=step,
-                            best=best, curve=curve, wall=wall0 + clock.elapsed(), config=dataclasses.asdict(cfg))
-
-    def evaluate():
-        nonlocal best
-        scores = validate(net, cfg, val_sets, device)
-        curve.append({"step": step, **scores})
-        log.write(step=step, val=scores)
-        bar.write(f"step {step}: " + " ".join(f"{k} {v:.2f}" for k, v in scores.items()))
-        if scores["score"] > best:
-            best = scores["score"]
-            card = make_card(name, cfg.scale, cfg.downsample, list(cfg.test_step_lrs), net,
-                             dataclasses.asdict(cfg), files, step, wall0 + clock.elapsed(), curve,
-                             {"set14_val": scores}, stage="meta", base=base.name, base_card=base.card)
-            save_model(run_dir / "best.safetensors", net.state_dict(), card)
-
-    bar = tqdm(total=cfg.steps, initial=step, disable=not ddp.main, desc=f"meta {name}", unit="it")
-    if validating and step == 0:
-        evaluate()
-    while step < cfg.steps:
+    def train_step(i: int) -> dict:
         # every rank draws the same meta-batch (same seed) and computes its share of the tasks
         tasks = [sample_task(sampler, rng, cfg.scale, cfg.downsample, cfg.n_train, cfg.n_test, cfg.kernel_size)
                  for _ in range(cfg.meta_batch)]
-        second_order = not cfg.first_order and step >= cfg.first_order_steps
-        weights = multi_step_weights(step, cfg.inner_steps, cfg.anneal_steps)
+        second_order = not cfg.first_order and i >= cfg.first_order_steps
+        weights = multi_step_weights(i, cfg.inner_steps, cfg.anneal_steps)
         opt.zero_grad(set_to_none=True)
         mine = ddp.share(tasks)
-        loss = meta_backward(net, mine, weights, cfg, second_order, device)
+        loss = meta_backward(net, mine, weights, cfg, second_order, device) / max(len(mine), 1)
         ddp.average_grads(net.parameters(), len(mine), cfg.meta_batch)
         opt.step()
-        step += 1
-        bar.update()
-        bar.set_postfix(loss=f"{loss / max(len(mine), 1):.4f}", order=2 if second_order else 1)
         if ddp.main:
-            log.write(step=step, loss=loss / max(len(mine), 1), second_order=second_order,
-                      time=round(wall0 + clock.elapsed(), 1))
-        if validating and (step % cfg.val_every == 0 or step == cfg.steps):
-            evaluate()
-        if ddp.any(stop.requested or clock.out_of_budget()):
-            break
-        if clock.checkpoint_due():
-            checkpoint()
-    checkpoint()
-    bar.close()
-    ddp.close()
-    stop.restore()
+            log.write(step=i + 1, loss=loss, second_order=second_order, time=round(wall0 + clock.elapsed(), 1))
+        return {"loss": f"{loss:.4f}", "order": 2 if second_order else 1}
+
+    def evaluate(i: int) -> str:
+        nonlocal best
+        scores = validate(net, cfg, val_sets, device)
+        curve.append({"step": i, **scores})
+        log.write(step=i, val=scores)
+        if scores["score"] > best:
+            best = scores["score"]
+            card = make_card(name, cfg.scale, cfg.downsample, list(cfg.test_step_lrs), net,
+                             dataclasses.asdict(cfg), files, i, wall0 + clock.elapsed(), curve,
+                             {"set14_val": scores}, stage="meta", base=base.name, base_card=base.card)
+            save_model(run_dir / "best.safetensors", net.state_dict(), card)
+        return f"step {i}: " + " ".join(f"{k} {v:.2f}" for k, v in scores.items())
+
+    def checkpoint(i: int) -> None:
+        save_training(ckpt, net, opt, rng, dict(step=i, best=best, curve=curve, wall=wall0 + clock.elapsed()),
+                      dataclasses.asdict(cfg))
+
+    drive(step=step, total=cfg.steps, desc=f"meta {name}", ddp=ddp, stop=stop, clock=clock,
+          val_every=cfg.val_every, train_step=train_step, evaluate=evaluate, checkpoint=checkpoint)
     return run_dir

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ..models import save_model
 from ..net import SRNet
@@ -16,8 +15,8 @@ from ..runtime import autocast, pick_device
 from ..schedules import RELEASE_STEP_LRS, pretrain_lr
 from .common import make_card, make_sampler, training_files
 from .data import bicubic_pair
-from .loop import (Clock, Distributed, RunLog, StopFlag, load_checkpoint, parse_duration, prepare_run_dir,
-                   rng_state, save_checkpoint, set_rng_state)
+from .loop import (Clock, Distributed, RunLog, StopFlag, drive, parse_duration, prepare_run_dir,
+                   resume_training, save_training)
 from .validate import psnr_after_steps, set14_pairs
 
 
@@ -60,62 +59,51 @@ def run(cfg: PretrainConfig, resume: bool = False) -> Path:
     step, best, curve, wall = 0, float("-inf"), [], 0.0
     ckpt = run_dir / "checkpoint.pt"
     if resume and ckpt.exists():
-        state = load_checkpoint(ckpt)
-        net.load_state_dict(state["net"])
-        opt.load_state_dict(state["opt"])
-        set_rng_state(rng, state["rng"])
-        step, best, curve, wall = state["step"], state["best"], state["curve"], state["wall"]
+        step, best, curve, wall = resume_training(ckpt, net, opt, rng).values()
     model = torch.nn.parallel.DistributedDataParallel(net) if ddp.world > 1 else net
-    validating = ddp.main and cfg.val_every > 0
-    val_pairs = set14_pairs(cfg.scale, None, "bicubic", cfg.val_limit) if validating else []
+    val_pairs = set14_pairs(cfg.scale, None, "bicubic", cfg.val_limit) if ddp.main and cfg.val_every > 0 else []
     log = RunLog(run_dir, ddp.main)
     clock = Clock(parse_duration(cfg.time_budget), cfg.checkpoint_minutes * 60)
     wall0 = wall
 
-    def checkpoint():
-        if ddp.main:
-            save_checkpoint(ckpt, net=net.state_dict(), opt=opt.state_dict(), rng=rng_state(rng), step=step,
-                            best=best, curve=curve, wall=wall0 + clock.elapsed(), config=dataclasses.asdict(cfg))
-
-    bar = tqdm(total=cfg.steps, initial=step, disable=not ddp.main, desc=f"pretrain ×{cfg.scale}", unit="step")
-    while step < cfg.steps:
+    def train_step(i: int) -> dict:
         hr = sampler.batch(cfg.batch)  # every rank draws the same batch and keeps its own share
         hr = hr[ddp.rank::ddp.world].to(device)
         x = bicubic_pair(hr, cfg.scale)
         if cfg.channels_last:
             x, hr = x.contiguous(memory_format=torch.channels_last), hr.contiguous(memory_format=torch.channels_last)
         for g in opt.param_groups:
-            g["lr"] = pretrain_lr(step, cfg.lr, cfg.lr_halve_every, cfg.lr_floor)
+            g["lr"] = pretrain_lr(i, cfg.lr, cfg.lr_halve_every, cfg.lr_floor)
         with autocast(device, cfg.precision):
             loss = F.l1_loss(model(x).float(), hr)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        step += 1
-        bar.update()
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        if ddp.main and step % 50 == 0:
-            log.write(step=step, loss=loss.item(), lr=opt.param_groups[0]["lr"], time=round(wall0 + clock.elapsed(), 1))
-        if validating and (step % cfg.val_every == 0 or step == cfg.steps):
-            params = {k: v.detach() for k, v in net.state_dict().items()}
-            with torch.no_grad():
-                score = psnr_after_steps(net, params, val_pairs, None, cfg.scale, "bicubic", [0], [0.0], device)[0]
-            curve.append({"step": step, "set14_bicubic_psnr": round(score, 4)})
-            log.write(step=step, val_set14_bicubic_psnr=score)
-            bar.write(f"step {step}: Set14 bicubic ×{cfg.scale} {score:.3f} dB")
-            if score > best:
-                best = score
-                card = make_card(f"pretrained-x{cfg.scale}", cfg.scale, "bicubic",
-                                 RELEASE_STEP_LRS["direct-x2" if cfg.scale == 2 else "direct-x4"], net,
-                                 dataclasses.asdict(cfg), files, step, wall0 + clock.elapsed(), curve,
-                                 {"set14_bicubic_psnr": round(score, 4)}, stage="pretrain")
-                save_model(run_dir / "best.safetensors", net.state_dict(), card)
-        if ddp.any(stop.requested or clock.out_of_budget()):
-            break
-        if clock.checkpoint_due():
-            checkpoint()
-    checkpoint()
-    bar.close()
-    ddp.close()
-    stop.restore()
+        if ddp.main and (i + 1) % 50 == 0:
+            log.write(step=i + 1, loss=loss.item(), lr=opt.param_groups[0]["lr"], time=round(wall0 + clock.elapsed(), 1))
+        return {"loss": f"{loss.item():.4f}"}
+
+    def evaluate(i: int) -> str:
+        nonlocal best
+        params = {k: v.detach() for k, v in net.state_dict().items()}
+        with torch.no_grad():
+            score = psnr_after_steps(net, params, val_pairs, None, cfg.scale, "bicubic", [0], [0.0], device)[0]
+        curve.append({"step": i, "set14_bicubic_psnr": round(score, 4)})
+        log.write(step=i, val_set14_bicubic_psnr=score)
+        if score > best:
+            best = score
+            card = make_card(f"pretrained-x{cfg.scale}", cfg.scale, "bicubic",
+                             RELEASE_STEP_LRS["direct-x2" if cfg.scale == 2 else "direct-x4"], net,
+                             dataclasses.asdict(cfg), files, i, wall0 + clock.elapsed(), curve,
+                             {"set14_bicubic_psnr": round(score, 4)}, stage="pretrain")
+            save_model(run_dir / "best.safetensors", net.state_dict(), card)
+        return f"step {i}: Set14 bicubic ×{cfg.scale} {score:.3f} dB"
+
+    def checkpoint(i: int) -> None:
+        save_training(ckpt, net, opt, rng, dict(step=i, best=best, curve=curve, wall=wall0 + clock.elapsed()),
+                      dataclasses.asdict(cfg))
+
+    drive(step=step, total=cfg.steps, desc=f"pretrain ×{cfg.scale}", ddp=ddp, stop=stop, clock=clock,
+          val_every=cfg.val_every, train_step=train_step, evaluate=evaluate,
+          checkpoint=checkpoint)
     return run_dir

@@ -1,0 +1,102 @@
+"""The compared methods, by name: ``bicubic``, ``zssr``, ``mzsrN`` and ``finetuneN`` (N adaptation steps).
+
+``mzsrN`` adapts the meta-learned weights, ``finetuneN`` the bicubic-pretrained weights they started from (the
+model card's ``base``), both on the whole image. Fine-tuning with fewer than ``ADAM_FROM_STEPS`` steps uses the
+model's plain-SGD step learning rates, like MZSR; from ``ADAM_FROM_STEPS`` on it uses Adam at
+``FINETUNE_ADAM_LR``, because plain SGD with those rates barely moves pretrained weights (spec §5: 29.14 →
+29.33 dB in 100 steps, against 35.34 dB with Adam) and would make a strawman of fine-tuning.
+Every method returns uint8 RGB.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..adapt import l1_grad_tiled, make_son, super_resolve, to_image, to_tensor, upsample
+from ..api import upscale
+from ..degrade import quantize
+from ..models import Model
+from ..zssr import zssr
+
+ADAM_FROM_STEPS = 100
+FINETUNE_ADAM_LR = 1e-4
+_STEPPED = re.compile(r"(mzsr|finetune)(\d+)")
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    kind: str  # "bicubic" | "zssr" | "mzsr" | "finetune"
+    steps: int = 0
+
+    @property
+    def needs_model(self) -> bool:
+        return self.kind in ("mzsr", "finetune")
+
+    @property
+    def adam(self) -> bool:
+        return self.kind == "finetune" and self.steps >= ADAM_FROM_STEPS
+
+    @property
+    def paper_name(self) -> str | None:
+        """The method's row in the paper's tables (fine-tuning has none)."""
+        return {"bicubic": "Bicubic", "zssr": "ZSSR", "mzsr": f"MZSR({self.steps})"}.get(self.kind)
+
+    @property
+    def label(self) -> str:
+        if self.kind == "finetune":
+            return f"Fine-tune({self.steps}{', Adam' if self.adam else ''})"
+        return self.paper_name
+
+    def describe(self) -> str:
+        if self.kind == "bicubic":
+            return "MATLAB-bicubic upsampling"
+        if self.kind == "zssr":
+            return "a fresh net trained on the image alone (spec §8)"
+        steps = f"{self.steps} whole-image step{'' if self.steps == 1 else 's'}"
+        if self.kind == "mzsr":
+            return f"{steps} of SGD from the meta-learned weights (the model's step lrs)"
+        rule = f"Adam lr {FINETUNE_ADAM_LR:g}" if self.adam else "SGD, the model's step lrs"
+        return f"{steps} from the bicubic-pretrained weights ({rule})"
+
+
+def parse_method(name: str) -> Method:
+    if name in ("bicubic", "zssr"):
+        return Method(name, name)
+    m = _STEPPED.fullmatch(name)
+    if m is None:
+        raise ValueError(f"unknown method '{name}' (bicubic, zssr, mzsrN or finetuneN, N = steps)")
+    return Method(name, m.group(1), int(m.group(2)))
+
+
+def finetune_adam(base: Model, lr_img: np.ndarray, kernel: np.ndarray, scale: int, downsample: str, steps: int,
+                  device, learning_rate: float = FINETUNE_ADAM_LR, callback=None) -> np.ndarray:
+    """``steps`` Adam steps of ``base`` on the whole image (son → LR, L1), then SR; uint8 like ``zero_shot``."""
+    lr = to_tensor(lr_img, device)
+    k = torch.as_tensor(kernel, dtype=torch.float32, device=device)
+    x = upsample(make_son(lr, k, scale, downsample), lr.shape[-2:])
+    params = {n: v.detach().clone().requires_grad_(True) for n, v in base.params.items()}
+    opt = torch.optim.Adam(params.values(), lr=learning_rate)
+    for i in range(steps):
+        loss, grads = l1_grad_tiled(base.net, params, x, lr)
+        for n, p in params.items():
+            p.grad = grads[n]
+        opt.step()
+        if callback is not None:
+            callback(i, loss)
+    return to_image(super_resolve(base.net, {n: p.detach() for n, p in params.items()}, lr, scale))
+
+
+def run_method(method: Method, lr: np.ndarray, scale: int, kernel: np.ndarray, downsample: str,
+               model: Model | None, base: Model | None, device, zssr_iters: int | None = None, seed: int = 0,
+               callback=None) -> np.ndarray:
+    """Super-resolve the uint8 RGB ``lr`` with ``method``; ``model`` is the MZSR model, ``base`` its pretrained one."""
+    if method.kind == "zssr":
+        # called directly, not through upscale(), for its seed and iteration cap; rounded as upscale() would
+        return quantize(255.0 * zssr(lr / 255.0, scale, kernel, downsample, device, callback, zssr_iters, seed))
+    if method.adam:
+        return finetune_adam(base, lr, kernel, scale, downsample, method.steps, device, callback=callback)
+    return upscale(lr, scale, kernel, method.steps, method.kind, model, downsample, device, callback=callback)

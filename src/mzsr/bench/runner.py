@@ -1,0 +1,281 @@
+"""Run methods × test images for every (set, scenario), each result cached so that an interrupted run resumes.
+
+Layout under the output folder (``<cell>`` = ``<set>/<scenario>-x<scale>``):
+``inputs/<cell>/<stem>.png`` the degraded LR inputs; ``cells/<cell>/<method>/<stem>.png`` each SR output and
+``<stem>.json`` its scores and seconds. A cached result is reused only when its ``key`` (the weights, seed,
+repeats, device… that produced it) matches the current run's. Scores follow spec §6 on uint8 RGB, shave = scale.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..io import atomic_write, write_image
+from ..metrics import psnr_y, ssim_y
+from ..models import Model, ModelError, default_model, load_model
+from ..runtime import pick_device
+from .curve import psnr_vs_steps
+from .methods import Method, parse_method, run_method
+from .scenarios import (PAPER_SETS, Scenario, default_scenarios, degraded_input, get_scenario, ground_truth,
+                        hr_files, paper_value)
+
+DEFAULT_METHODS = ("bicubic", "zssr", "finetune1", "finetune10", "finetune100", "mzsr1", "mzsr10")
+
+
+def fingerprint(model: Model) -> dict:
+    """What identifies a model's results: its weights' digest and its step learning rates."""
+    h = hashlib.sha256()
+    for name in sorted(model.params):
+        h.update(name.encode())
+        h.update(model.params[name].detach().cpu().numpy().tobytes())
+    return {"name": model.name, "sha256": h.hexdigest()[:16], "step_lrs": model.step_lrs}
+
+
+@dataclass
+class Weights:
+    """The MZSR model of a scenario and its pretrained base; ``skip``/``base_skip`` say why one is missing."""
+
+    model: Model | None = None
+    base: Model | None = None
+    skip: str | None = None
+    base_skip: str | None = None
+
+    def reason(self, method: Method) -> str | None:
+        """Why ``method`` cannot run with these weights, or ``None``."""
+        if not method.needs_model:
+            return None
+        return self.skip or (self.base_skip if method.kind == "finetune" else None)
+
+    @cached_property
+    def prints(self) -> dict:
+        """Fingerprints of the model and its base, hashed once."""
+        return {"model": fingerprint(self.model), "base": self.base and fingerprint(self.base)}
+
+
+def with_base(model: Model, device) -> Weights:
+    """``model`` and the pretrained weights its card names as ``base``."""
+    base = model.card.get("base")
+    if base is None:
+        return Weights(model, base_skip=f"model '{model.name}' names no pretrained 'base' in its card")
+    try:
+        return Weights(model, load_model(base, device))
+    except ModelError as e:
+        return Weights(model, base_skip=f"pretrained base of '{model.name}': {e}")
+
+
+def default_weights(scale: int, scenario: Scenario, device, loaded: dict) -> Weights:
+    """The shipped model for the scale and the scenario's subsampling, memoised by name in ``loaded``."""
+    try:
+        name = default_model(scale, scenario.downsample)
+    except ModelError as e:
+        return Weights(skip=str(e))
+    if name not in loaded:
+        try:
+            loaded[name] = with_base(load_model(name, device), device)
+        except ModelError as e:
+            loaded[name] = Weights(skip=str(e))
+    return loaded[name]
+
+
+@dataclass(frozen=True)
+class Options:
+    """How each cell runs: ``repeats`` timed runs, ZSSR's ``seed`` and iteration cap, the torch ``device``."""
+
+    repeats: int = 1
+    seed: int = 0
+    zssr_iters: int | None = None
+    device: str = "cpu"
+
+    def key(self, method: Method, weights: Weights) -> dict:
+        """Everything besides the inputs that a cached result of ``method`` depends on."""
+        key = {"method": method.name, "repeats": self.repeats}
+        if method.kind != "bicubic":
+            key["device"] = torch.device(self.device).type
+        if method.kind == "zssr":
+            key.update(seed=self.seed, zssr_iters=self.zssr_iters)
+        if method.needs_model:
+            key["model"] = weights.prints["model"]
+        if method.kind == "finetune":
+            key["base"] = weights.prints["base"]
+        return key
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: Path, data) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8"))
+
+
+def run_cell(method: Method, lr: np.ndarray, gt: np.ndarray, scale: int, scenario: Scenario, weights: Weights,
+             opts: Options, base_path: Path, callback=None) -> dict:
+    """One method on one image, ``opts.repeats`` times → ``base_path``.png (SR) and .json (psnr, ssim, seconds, key)."""
+    png, js, key = base_path.with_suffix(".png"), base_path.with_suffix(".json"), opts.key(method, weights)
+    cached = _read_json(js)
+    if cached is not None and cached.get("key") == key and png.is_file():
+        return cached
+    seconds, sr = [], None
+    for _ in range(opts.repeats):
+        t0 = time.perf_counter()
+        out = run_method(method, lr, scale, scenario.kernel(), scenario.downsample, weights.model, weights.base,
+                         opts.device, opts.zssr_iters, opts.seed, callback)
+        seconds.append(time.perf_counter() - t0)
+        if sr is None:
+            sr = out
+        elif not np.array_equal(out, sr):  # e.g. nondeterministic GPU kernels; the first output is scored
+            warnings.warn(f"{method.name} on {base_path.name}: repeated runs gave different outputs", stacklevel=2)
+    write_image(png, sr)
+    record = {"psnr": psnr_y(sr, gt, scale), "ssim": ssim_y(sr, gt, scale), "seconds": seconds, "key": key}
+    write_json(js, record)
+    return record
+
+
+def _summarise(cell: dict, records: list[dict], set_size: int, paper: dict | None) -> dict:
+    """Means over the images; seconds per image as mean ± std over the repeats."""
+    per_repeat = np.mean([r["seconds"] for r in records], axis=0)
+    cell.update(status="done", n_images=len(records), complete=len(records) == set_size,
+                psnr=float(np.mean([r["psnr"] for r in records])), ssim=float(np.mean([r["ssim"] for r in records])),
+                seconds=float(per_repeat.mean()), seconds_std=float(per_repeat.std()), paper=paper)
+    cell["delta"] = None if paper is None else {"psnr": cell["psnr"] - paper["psnr"],
+                                                "ssim": cell["ssim"] - paper["ssim"]}
+    return cell
+
+
+def speed_rows(cells: list[dict]) -> list[dict]:
+    """Seconds per image of each method per (set, scenario), and how many times slower ZSSR is than MZSR(10)."""
+    rows: dict[tuple[str, str], dict] = {}
+    for c in cells:
+        if c["status"] == "done":
+            rows.setdefault((c["set"], c["scenario"]), {"set": c["set"], "scenario": c["scenario"], "seconds": {}})
+            rows[(c["set"], c["scenario"])]["seconds"][c["method"]] = c["seconds"]
+    for row in rows.values():
+        s = row["seconds"]
+        row["zssr_over_mzsr10"] = s["zssr"] / s["mzsr10"] if "zssr" in s and "mzsr10" in s else None
+    return list(rows.values())
+
+
+def cell_dir(set_name: str, scenario: Scenario, scale: int) -> str:
+    """Where one set under one scenario keeps its inputs and results, relative to ``inputs/`` and ``cells/``."""
+    return f"{set_name}/{scenario.id}-x{scale}"
+
+
+def run_scenario(out: Path, set_name: str, hrs: list[Path], set_size: int, scenario: Scenario, scale: int,
+                 methods: list[Method], weights: Weights, opts: Options, bar) -> list[dict]:
+    """Every method on every image of one set under one scenario; one summary cell per method."""
+    here = cell_dir(set_name, scenario, scale)
+    records: dict[str, list] = {m.name: [] for m in methods}
+    for hr in hrs:
+        lr = degraded_input(hr, scenario, scale, out / "inputs" / here)
+        gt = ground_truth(hr, scale)
+        for m in methods:
+            where = f"{here} {m.name} {hr.stem}"
+            bar.set_postfix_str(where)
+            if weights.reason(m) is None:
+                rec = run_cell(m, lr, gt, scale, scenario, weights, opts, out / "cells" / here / m.name / hr.stem,
+                               lambda i, loss: bar.set_postfix_str(f"{where} step {i + 1}"))
+                records[m.name].append({"image": hr.stem, "hr": str(hr), "lr": f"inputs/{here}/{hr.stem}.png",
+                                        "sr": f"cells/{here}/{m.name}/{hr.stem}.png",
+                                        **{k: rec[k] for k in ("psnr", "ssim", "seconds")}})
+            bar.update()
+    cells = []
+    for m in methods:
+        cell = {"set": set_name, "scenario": scenario.id, "method": m.name, "label": m.label,
+                "paper_method": m.paper_name}
+        if weights.reason(m):
+            cells.append({**cell, "status": "skipped", "reason": weights.reason(m)})
+        else:
+            paper = paper_value(scale, scenario, set_name, m.paper_name)
+            cells.append({**_summarise(cell, records[m.name], set_size, paper), "images": records[m.name]})
+    return cells
+
+
+def steps_curve(out: Path, set_name: str, scenario: Scenario, hr: Path, scale: int, weights: Weights, steps: int,
+                device) -> dict:
+    """PSNR after 0…``steps`` steps of MZSR and of fine-tuning on one image, cached in ``curve.json``."""
+    where = {"set": set_name, "scenario": scenario.id, "image": hr.stem}
+    if weights.skip or weights.base_skip:
+        return {**where, "skipped": weights.skip or weights.base_skip}
+    key = {**where, "steps": steps, "scale": scale, **weights.prints, "device": torch.device(device).type}
+    cached = _read_json(out / "curve.json")
+    if cached is not None and cached.get("key") == key:
+        return cached
+    lr = degraded_input(hr, scenario, scale, out / "inputs" / cell_dir(set_name, scenario, scale))
+    args = (lr, ground_truth(hr, scale), scenario.kernel(), scale, scenario.downsample, steps, device)
+    curve = {**where, "key": key, "steps": list(range(steps + 1)),
+             "mzsr": psnr_vs_steps(weights.model, weights.model, *args),
+             "finetune": psnr_vs_steps(weights.model, weights.base, *args)}
+    write_json(out / "curve.json", curve)
+    return curve
+
+
+def _check_counts(limit, repeats, zssr_iters, curve_steps) -> None:
+    for name, value, least in (("limit", limit, 1), ("repeats", repeats, 1), ("zssr_iters", zssr_iters, 1),
+                               ("curve_steps", curve_steps, 0)):
+        if value is not None and value < least:
+            raise ValueError(f"{name} must be ≥ {least}, got {value}")
+
+
+def run_benchmark(out, sets=PAPER_SETS, scenarios=None, methods=DEFAULT_METHODS, scale: int = 2, model=None,
+                  limit: int | None = None, repeats: int = 1, seed: int = 0, device: str = "auto",
+                  zssr_iters: int | None = None, curve_steps: int = 20) -> dict:
+    """Score ``methods`` on the first ``limit`` images of each set under each scenario; returns the results.
+
+    ``scenarios`` default to the paper's for the scale; ``model`` (name, path or ``Model``) defaults to the
+    shipped model for the scale and each scenario's subsampling. Methods whose model is missing are reported
+    as skipped. ``seed`` seeds ZSSR (the other methods are deterministic); ``zssr_iters`` caps its training.
+    ``curve_steps`` > 0 adds the PSNR-versus-steps data on the first image of the first set, under the first
+    scenario that has its models, when a model-based method is benchmarked.
+    """
+    out = Path(out)
+    _check_counts(limit, repeats, zssr_iters, curve_steps)
+    parsed = [parse_method(m) for m in dict.fromkeys(methods)]
+    scens = [get_scenario(s) for s in dict.fromkeys(scenarios or default_scenarios(scale))]
+    files = {s: hr_files(s, limit) for s in dict.fromkeys(sets)}
+    set_sizes = {s: len(hr_files(s)) for s in files}
+    opts = Options(repeats, seed, zssr_iters, str(pick_device(device)))
+    if model is not None and not isinstance(model, Model):
+        model = load_model(model, opts.device)
+    if model is not None and model.scale != scale:
+        raise ValueError(f"model '{model.name}' is a ×{model.scale} model, the benchmark is ×{scale}")
+    given, loaded = (None if model is None else with_base(model, opts.device)), {}
+    weights = {s.id: given or default_weights(scale, s, opts.device, loaded) for s in scens}
+    cells = []
+    with tqdm(total=sum(map(len, files.values())) * len(scens) * len(parsed), desc="benchmark", unit="run",
+              disable=None) as bar:
+        for set_name, hrs in files.items():
+            for s in scens:
+                cells += run_scenario(out, set_name, hrs, set_sizes[set_name], s, scale, parsed, weights[s.id], opts,
+                                      bar)
+    # the first scenario whose weights are all there: a missing shipped model should not cost the whole plot
+    first_set = next(iter(files))
+    first = next((s for s in scens if not (weights[s.id].skip or weights[s.id].base_skip)), scens[0])
+    curve = None
+    if curve_steps and any(m.needs_model for m in parsed):
+        curve = steps_curve(out, first_set, first, files[first_set][0], scale, weights[first.id], curve_steps,
+                            opts.device)
+    return {"benchmark": {"scale": scale, "sets": list(files), "scenarios": [s.id for s in scens],
+                          "methods": [m.name for m in parsed], "limit": limit, "repeats": repeats, "seed": seed,
+                          "zssr_iters": zssr_iters, "device": opts.device, "torch": torch.__version__,
+                          "threads": torch.get_num_threads()},
+            "scenarios": {s.id: {**s.describe(), **_model_names(weights[s.id])} for s in scens},
+            "methods": {m.name: {"label": m.label, "paper": m.paper_name, "description": m.describe()}
+                        for m in parsed},
+            "cells": cells, "speed": speed_rows(cells), "curve": curve}
+
+
+def _model_names(w: Weights) -> dict:
+    return {"model": w.model.name if w.model else None, "base": w.base.name if w.base else None,
+            "model_problem": w.skip or w.base_skip}

@@ -1,0 +1,174 @@
+"""``mzsr benchmark``: names, the paper's bicubic cell, scores re-checked independently, resume, skips, the report."""
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mzsr.bench import runner
+from mzsr.bench.methods import parse_method
+from mzsr.bench.scenarios import default_scenarios, get_scenario, paper_value
+from mzsr.cli import main
+from mzsr.kernels import gaussian_kernel
+
+from conftest import SET5_NAMES, load_rgb
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """On these tiny images threads mostly wait for each other, badly so on a busy machine; speed is not tested."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def toy_data(tmp_path, monkeypatch, rng):
+    """$MZSR_DATA with a small stand-in 'Set5' of three textured 40×34 images, the second one grayscale."""
+    hr = tmp_path / "data" / "benchmark" / "Set5" / "HR"
+    hr.mkdir(parents=True)
+    yy, xx = np.mgrid[:40, :34]
+    pattern = 128 + 60 * np.sin(xx / 3.0) * np.cos(yy / 5.0)
+    for i in range(3):
+        img = np.clip(pattern[..., None] + rng.normal(0, 8, (40, 34, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(img[..., 0] if i == 1 else img).save(hr / f"img_{i}.png")
+    monkeypatch.setenv("MZSR_DATA", str(tmp_path / "data"))
+    return hr
+
+
+def bench(capsys, out, *argv):
+    rc = main(["benchmark", "--out", str(out), *map(str, argv)])
+    _, err = capsys.readouterr()
+    return rc, err
+
+
+def load_results(out):
+    return json.loads((out / "results.json").read_text())
+
+
+def independent_psnr_y(sr, gt, shave):
+    """Spec §6 written out again: rounded BT.601 luma, ``shave`` px off each border, peak 255."""
+    def y(img):
+        img = img.astype(np.float64)
+        return np.round(16 + (65.481 * img[..., 0] + 128.553 * img[..., 1] + 24.966 * img[..., 2]) / 255)
+
+    d = (y(sr) - y(gt))[shave:-shave, shave:-shave]
+    return 10 * np.log10(255.0 ** 2 / np.mean(d ** 2))
+
+
+def test_method_names_scenarios_and_paper_lookup():
+    m = parse_method("mzsr7")
+    assert (m.kind, m.steps, m.paper_name) == ("mzsr", 7, "MZSR(7)")
+    assert not parse_method("finetune10").adam and parse_method("finetune100").adam
+    assert parse_method("finetune100").paper_name is None and parse_method("zssr").paper_name == "ZSSR"
+    for bad in ("mzsr", "srcnn", "finetune-1", "mzsr1x"):
+        with pytest.raises(ValueError, match="unknown method"):
+            parse_method(bad)
+    ani = get_scenario("gdani")
+    assert np.array_equal(ani.kernel(), gaussian_kernel(4.0, 1.0, -0.5, size=21)) and ani.downsample == "direct"
+    assert get_scenario("gb1.3").downsample == "bicubic" and default_scenarios(4) == ["gd2.0"]
+    assert paper_value(2, get_scenario("gd2.0"), "Set5", "MZSR(1)") == {"psnr": 35.2, "ssim": 0.9398}
+    assert paper_value(4, get_scenario("gd2.0"), "Urban100", "Bicubic")["psnr"] == 21.16
+    assert paper_value(2, get_scenario("gd2.0"), "Set14", "Bicubic") is None
+
+
+def test_bicubic_on_set5_gd20_is_the_papers_28_73(data, tmp_path, capsys):
+    out = tmp_path / "b"
+    rc, err = bench(capsys, out, "--sets", "Set5", "--scenarios", "gd2.0", "--methods", "bicubic",
+                    "--curve-steps", "0")
+    assert rc == 0, err
+    (cell,) = load_results(out)["cells"]
+    assert cell["psnr"] == pytest.approx(28.7297, abs=1e-3) and cell["complete"]
+    assert cell["paper"]["psnr"] == 28.73 and abs(cell["delta"]["psnr"]) <= 0.01
+    for i, name in enumerate(SET5_NAMES):  # the generated inputs are the official ones
+        ours = load_rgb(out / f"inputs/Set5/gd2.0-x2/img_00{i + 1}_SRF_2_HR.png")
+        assert np.array_equal(ours, load_rgb(data / f"benchmark/Set5/LR_MZSR_g20_x2/{name}.png"))
+
+
+def test_scores_agree_with_an_independent_scorer_and_runs_resume(toy_data, tiny_model, tmp_path, capsys,
+                                                                 monkeypatch):
+    out = tmp_path / "b"
+    argv = ["--sets", "Set5", "--scenarios", "gd2.0", "--model", tiny_model, "--limit", 2,
+            "--methods", "bicubic", "zssr", "finetune1", "finetune100", "mzsr1", "mzsr10", "--zssr-iters", 2,
+            "--repeats", 2, "--curve-steps", 2]
+    rc, err = bench(capsys, out, *argv)
+    assert rc == 0, err
+    results = load_results(out)
+    assert [c["status"] for c in results["cells"]] == ["done"] * 6
+    for cell in results["cells"]:
+        assert cell["n_images"] == 2 and not cell["complete"]
+        scores = []
+        for rec in cell["images"]:
+            gt = load_rgb(toy_data / f"{rec['image']}.png")
+            scores.append(independent_psnr_y(load_rgb(out / rec["sr"]), gt, 2))
+            assert scores[-1] == pytest.approx(rec["psnr"], abs=1e-9) and len(rec["seconds"]) == 2
+        assert np.mean(scores) == pytest.approx(cell["psnr"], abs=1e-9)
+    gray_lr = load_rgb(out / "inputs/Set5/gd2.0-x2/img_1.png")
+    assert np.array_equal(gray_lr[..., 0], gray_lr[..., 2])
+    bicubic, zssr, _, adam, _, mzsr10 = results["cells"]
+    assert bicubic["delta"]["psnr"] == pytest.approx(bicubic["psnr"] - 28.73) and adam["paper"] is None
+    speed = results["speed"][0]
+    assert speed["zssr_over_mzsr10"] == pytest.approx(zssr["seconds"] / mzsr10["seconds"])
+    assert len(results["curve"]["mzsr"]) == len(results["curve"]["finetune"]) == 3
+
+    calls = []
+
+    def counting(method, lr, scale, *args):
+        calls.append(method.name)
+        return np.zeros((lr.shape[0] * scale, lr.shape[1] * scale, 3), np.uint8)
+
+    monkeypatch.setattr(runner, "run_method", counting)
+    assert bench(capsys, out, *argv)[0] == 0  # everything comes from the cache
+    assert calls == [] and load_results(out)["cells"] == results["cells"]
+    assert bench(capsys, out, *argv, "--seed", 1)[0] == 0  # the seed is ZSSR's alone
+    assert calls == ["zssr"] * 2 * 2  # 2 images, 2 repeats
+
+
+def test_a_missing_model_is_skipped_with_its_reason(toy_data, tmp_path, capsys):
+    out = tmp_path / "b"
+    rc, err = bench(capsys, out, "--sets", "Set5", "--scenarios", "gd2.0", "-s", 3, "--limit", 1,
+                    "--methods", "bicubic", "mzsr1", "finetune1")
+    assert rc == 0, err
+    bicubic, mzsr1, finetune1 = load_results(out)["cells"]
+    assert bicubic["status"] == "done" and bicubic["paper"] is None
+    assert mzsr1["status"] == finetune1["status"] == "skipped" and "no shipped model for ×3" in mzsr1["reason"]
+    assert "skipped" in load_results(out)["curve"] and "skipped: no shipped model" in (out / "table.md").read_text()
+
+
+@pytest.mark.parametrize("argv,problem", [(["--methods", "srcnn"], "unknown method 'srcnn'"),
+                                          (["--sets", "Set6"], "no such test set"),
+                                          (["--scenarios", "gd9"], "unknown scenario 'gd9'"),
+                                          (["--limit", "0"], "limit must be ≥ 1")])
+def test_bad_arguments_are_one_line_errors(toy_data, tmp_path, capsys, argv, problem):
+    rc, err = bench(capsys, tmp_path / "b", "--methods", "bicubic", *argv)
+    assert rc == 2 and err.startswith("mzsr: error:") and problem in err and "Traceback" not in err
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
+def test_report_renders_in_headless_chromium(toy_data, tiny_model, tmp_path, capsys):
+    out = tmp_path / "b"
+    rc, err = bench(capsys, out, "--sets", "Set5", "--scenarios", "gd2.0", "--model", tiny_model, "--limit", 1,
+                    "--methods", "bicubic", "mzsr1", "--curve-steps", 2)
+    assert rc == 0, err
+    shot = tmp_path / "shot.png"
+    browser = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--no-first-run", "--disable-sync",
+               f"--user-data-dir={tmp_path / 'profile'}"]
+    url = (out / "index.html").as_uri()
+    dom = subprocess.run(browser + ["--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    for name in ("steps.png", "grid-gd2.0.png"):
+        assert f'<img src="{name}"' in dom and (out / name).is_file()
+    assert "MZSR(1)" in dom and 'href="results.json"' in dom
+    subprocess.run(browser + [f"--screenshot={shot}", "--window-size=1200,2000", url], capture_output=True,
+                   timeout=120)
+    pixels = load_rgb(shot).astype(int)
+    assert pixels.std() > 10
+    # matplotlib's first line colour (#1f77b4) shows only if the steps plot was drawn on the page
+    assert (np.abs(pixels - [31, 119, 180]).max(axis=-1) < 30).sum() > 50
