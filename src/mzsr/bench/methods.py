@@ -19,10 +19,9 @@ from ..adapt import l1_grad_tiled, make_son, super_resolve, to_image, to_tensor,
 from ..api import upscale
 from ..degrade import quantize
 from ..models import Model
+from ..schedules import ADAM_FROM_STEPS, FINETUNE_ADAM_LR
 from ..zssr import zssr
 
-ADAM_FROM_STEPS = 100
-FINETUNE_ADAM_LR = 1e-4
 _STEPPED = re.compile(r"(mzsr|finetune)(\d+)")
 
 

@@ -78,6 +78,9 @@ class Distributed:
 
     def close(self) -> None:
         if self.world > 1 and dist.is_initialized():
+            # leave together: a rank that tears its sockets down while the main rank still writes the last
+            # checkpoint makes gloo abort the other one ("connection closed by peer")
+            dist.barrier()
             dist.destroy_process_group()
 
 
