@@ -55,3 +55,14 @@ def tiny_model(tmp_path):
     path = tmp_path / "models" / "tiny.safetensors"
     save_model(path, SRNet(8, 3).state_dict(), {**card, "name": "tiny", "base": str(base)})
     return path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """On tiny images torch's threads mostly wait for each other, badly so on a busy machine; speed is not tested."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -19,13 +19,7 @@ from conftest import SET5_NAMES, load_rgb
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """On these tiny images threads mostly wait for each other, badly so on a busy machine; speed is not tested."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -12,13 +12,7 @@ from mzsr.kernels import gaussian_kernel
 from mzsr.resize import imresize
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny convolutions run many times faster on one thread than on two oversubscribed ones
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def smooth_image(h: int, w: int) -> np.ndarray:

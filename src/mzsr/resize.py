@@ -62,30 +62,22 @@ def _plan(in_hw: tuple[int, int], scale, out_shape) -> list[tuple[int, int, floa
     return [(i, o, s) for i, o, s in zip(in_hw, outs, scales)]
 
 
-def _resize_axis_np(x: np.ndarray, axis: int, in_len: int, out_len: int, scale: float) -> np.ndarray:
+def _resize_axis(x, axis: int, in_len: int, out_len: int, scale: float):
+    """Resize one axis of a NumPy array or torch tensor: a weighted sum of gathered source rows."""
     if in_len == out_len and scale == 1:
         return x
     idx, w = contributions(in_len, out_len, scale)
     shape = [1] * x.ndim
     shape[axis] = out_len
-    out = np.zeros(x.shape[:axis] + (out_len,) + x.shape[axis + 1:], dtype=np.float64)
-    for j in range(idx.shape[1]):  # one tap at a time keeps memory at two output-sized arrays
-        out += np.take(x, idx[:, j], axis=axis) * w[:, j].reshape(shape)
-    return out
-
-
-def _resize_axis_torch(x: torch.Tensor, axis: int, in_len: int, out_len: int, scale: float) -> torch.Tensor:
-    if in_len == out_len and scale == 1:
-        return x
-    idx, w = contributions(in_len, out_len, scale)
-    shape = [1] * x.ndim
-    shape[axis] = out_len
-    idx_t = torch.from_numpy(idx).to(x.device)
-    w_t = torch.from_numpy(w).to(device=x.device, dtype=x.dtype)
-    out = None
-    for j in range(idx.shape[1]):
-        term = x.index_select(axis, idx_t[:, j]) * w_t[:, j].reshape(shape)
-        out = term if out is None else out + term
+    if isinstance(x, torch.Tensor):
+        idx = torch.from_numpy(idx).to(x.device)
+        w = torch.from_numpy(w).to(device=x.device, dtype=x.dtype)
+        def take(j): return x.index_select(axis, idx[:, j])
+    else:
+        def take(j): return np.take(x, idx[:, j], axis=axis)
+    out = take(0) * w[:, 0].reshape(shape)
+    for j in range(1, idx.shape[1]):  # one tap at a time keeps memory at two output-sized arrays
+        out += take(j) * w[:, j].reshape(shape)
     return out
 
 
@@ -95,12 +87,12 @@ def imresize(x, scale=None, out_shape=None):
     ``scale`` is a number or an (h, w) pair; ``out_shape`` is (H, W) and takes precedence.
     """
     if isinstance(x, torch.Tensor):
-        h_axis, w_axis, fn = x.ndim - 2, x.ndim - 1, _resize_axis_torch
+        h_axis, w_axis = x.ndim - 2, x.ndim - 1
     else:
         x = np.asarray(x, dtype=np.float64)
-        h_axis, w_axis, fn = 0, 1, _resize_axis_np
+        h_axis, w_axis = 0, 1
     (ih, oh, sh), (iw, ow, sw) = _plan((x.shape[h_axis], x.shape[w_axis]), scale, out_shape)
     # MATLAB resizes the dimension with the smaller scale first; the order only changes float rounding
     if sh <= sw:
-        return fn(fn(x, h_axis, ih, oh, sh), w_axis, iw, ow, sw)
-    return fn(fn(x, w_axis, iw, ow, sw), h_axis, ih, oh, sh)
+        return _resize_axis(_resize_axis(x, h_axis, ih, oh, sh), w_axis, iw, ow, sw)
+    return _resize_axis(_resize_axis(x, w_axis, iw, ow, sw), h_axis, ih, oh, sh)
