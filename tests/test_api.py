@@ -53,3 +53,9 @@ def test_degrade_image_matches_cli_recipe(rng):
     lr = mzsr.degrade_image(img, "iso:2", 2)
     assert lr.shape == (10, 11, 3) and lr.dtype == np.uint8
     assert psnr_rgb(mzsr.degrade_image(img, "bicubic", 2), lr, 0) < 60  # blur changes the result
+
+
+def test_sixteen_bit_keeps_its_precision(tiny_model):
+    ramp = np.linspace(0, 65535, 40 * 40).reshape(40, 40).astype(np.uint16)
+    out = mzsr.upscale(ramp, 2, kernel="iso:1", steps=0, model=str(tiny_model))
+    assert out.dtype == np.uint16 and len(np.unique(out)) > 1000

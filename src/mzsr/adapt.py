@@ -135,9 +135,13 @@ def super_resolve(net, params: dict, lr: torch.Tensor, scale: int, tile: int | N
 def zero_shot(net, params: dict, lr_img: np.ndarray, kernel: np.ndarray | None, scale: int, downsample: str,
               steps: int, step_lrs: list[float], device="cpu", tile_train: int | None = AUTO_TILE_TRAIN,
               tile_infer: int | None = AUTO_TILE_INFER, callback=None, precision: str = "fp32") -> np.ndarray:
-    """The whole meta-test on one ``(h, w, 3)`` image on 0..255: adapt, then super-resolve to uint8."""
+    """The whole meta-test on one ``(h, w, 3)`` image on 0..255: adapt, then super-resolve.
+
+    Returns ``(h·s, w·s, 3)`` float32 in [0, 1], unrounded, so that 16-bit outputs keep their precision.
+    """
     lr = to_tensor(lr_img, device)
     k = None if kernel is None else torch.as_tensor(kernel, dtype=torch.float32, device=device)
     adapted = adapt(net, params, lr, k, scale, downsample, steps, step_lrs, tile_train, callback,
                     precision=precision)
-    return to_image(super_resolve(net, adapted, lr, scale, tile_infer, precision))
+    sr = super_resolve(net, adapted, lr, scale, tile_infer, precision)
+    return sr.squeeze(0).permute(1, 2, 0).cpu().numpy()

@@ -91,7 +91,6 @@ def upscale(image: np.ndarray, scale: int = 2, kernel=None, steps: int = 10, met
         tiles = {} if tile is None else {"tile_train": tile, "tile_infer": tile}
         sr = _adapt.zero_shot(weights.net, weights.params, rgb * 255.0, k, scale, downsample, steps,
                               model.step_lrs, dev, callback=callback, **tiles)
-        sr = sr.astype(np.float64) / 255.0
     up_alpha = None if alpha is None else imresize(alpha, out_shape=sr.shape[:2])
     return _join(np.asarray(sr, dtype=np.float64), up_alpha, gray, peak, dtype)
 
