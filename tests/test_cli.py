@@ -139,3 +139,18 @@ def test_degrade_with_noise_is_seeded(images, tmp_path, capsys):
 def test_models_lists_cards(capsys):
     rc, out, _ = run(capsys, "models")
     assert rc == 0 and "direct-x2" in out
+
+
+def test_kernel_convention_of_a_kernelgan_file(images, tmp_path, capsys):
+    from scipy.io import loadmat
+    from scipy.ndimage import center_of_mass, shift
+
+    shifted = shift(np.pad(gaussian_kernel(1.5, size=13), 1), (0.5, 0.5), order=3)  # as KernelGAN saves it at ×2
+    savemat(tmp_path / "gan.mat", {"Kernel": shifted / shifted.sum()})
+    for convention, centre in (("auto", True), ("mzsr", False)):
+        out = tmp_path / convention
+        rc, _, err = run(capsys, "upscale", images / "a.png", "-o", out, "--method", "bicubic", "--kernel",
+                         tmp_path / "gan.mat", "--kernel-convention", convention, "--save-kernel")
+        assert rc == 0, err
+        saved = loadmat(out / "a_kernel_x2.mat")["kernel"]
+        assert np.allclose(center_of_mass(saved), saved.shape[0] // 2, atol=1e-3) == centre

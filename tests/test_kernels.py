@@ -1,10 +1,14 @@
 import numpy as np
 import pytest
+import scipy.ndimage
 from PIL import Image
 from scipy.io import loadmat, savemat
 
-from mzsr.kernels import (KernelError, check_kernel, gaussian_kernel, load_kernel, parse_kernel_spec,
-                          random_kernel)
+from mzsr.degrade import blur, degrade
+from mzsr.kernels import (KernelError, check_kernel, gaussian_kernel, kernelgan_to_mzsr, load_kernel,
+                          parse_kernel_spec, random_kernel)
+from mzsr.metrics import psnr_rgb
+from mzsr.resize import imresize
 
 
 def test_isotropic_matches_official_g20(data):
@@ -80,3 +84,79 @@ def test_specs_and_folders(tmp_path):
     assert spec.for_image("im_1", 2).shape == (11, 11)
     with pytest.raises(KernelError, match="no kernel for image 'im_2'"):
         spec.for_image("im_2", 2)
+
+
+def kernelgan_convention(k: np.ndarray, scale: int) -> np.ndarray:
+    """What KernelGAN saves for a centred kernel ``k`` (its kernel_shift, re-derived from spec §9): the centre
+    of mass moved (s−1)/2 px right and down by a cubic-spline shift, so that its correlation followed by keeping
+    rows/cols 0, s, 2s, … (ZSSR's imresize with a kernel) samples the centre of each s×s block."""
+    shifted = np.clip(scipy.ndimage.shift(np.pad(k, 1), ((scale - 1) / 2,) * 2, order=3), 0, None)
+    return shifted / shifted.sum()
+
+
+def centre_of_mass(img: np.ndarray) -> np.ndarray:
+    return np.array(scipy.ndimage.center_of_mass(img))
+
+
+@pytest.mark.parametrize("scale,var,size", [(2, 3.0, 15), (4, 8.0, 25)])
+def test_degraded_dot_lands_where_each_convention_says(scale, var, size):
+    # kernels wide enough for the sampled dot's centre of mass to be its true one (to ~1e-4 px)
+    kgan = kernelgan_convention(gaussian_kernel(var, size=size), scale)
+    dot = np.zeros((64, 64))
+    dot[30, 30] = 1.0
+    # KernelGAN: LR pixel i sits at the centre of HR block i, s·i + (s−1)/2
+    assert np.allclose(scale * centre_of_mass(degrade(dot, kgan, scale)) + (scale - 1) / 2, 30, atol=1e-3)
+    # MZSR: LR pixel i sits at HR pixel s·i; the converted kernel puts the dot back there
+    mzsr = kernelgan_to_mzsr(kgan)
+    assert mzsr.shape[0] % 2 == 1 and np.allclose(centre_of_mass(mzsr), mzsr.shape[0] // 2, atol=1e-3)
+    assert np.allclose(scale * centre_of_mass(degrade(dot, mzsr, scale)), 30, atol=1e-3)
+
+
+def test_converted_kernel_is_the_centred_one():
+    k = gaussian_kernel(1.5, size=13)
+    back = kernelgan_to_mzsr(kernelgan_convention(k, 2))
+    pad = (back.shape[0] - k.shape[0]) // 2
+    assert back.sum() == pytest.approx(1.0) and back.min() >= 0
+    assert np.abs(back - np.pad(k, pad)).max() < 0.05 * k.max()  # two cubic half-pixel shifts: 2.6% of the peak
+    assert np.array_equal(kernelgan_to_mzsr(k), k)  # already centred: untouched
+
+
+def test_bicubic_upsampling_lines_up_only_in_kernelgans_convention(rng):
+    """MATLAB-bicubic ↑ puts LR pixel i at the centre of HR block i: restored without a shift from
+    KernelGAN-convention LR, (s−1)/2 px off from MZSR-convention LR (the MZSR network learns that shift)."""
+    hr = scipy.ndimage.gaussian_filter(rng.random((96, 96)), 1.0) * 255
+    k = gaussian_kernel(1.0, size=13)
+    truth = blur(hr, k)
+
+    def best_offset(kernel):
+        up = imresize(degrade(hr, kernel, 2), 2.0)
+        offsets = (-0.5, 0.0, 0.5)
+        scores = [psnr_rgb(up, scipy.ndimage.shift(truth, (d, d), order=3), 12) for d in offsets]
+        return offsets[int(np.argmax(scores))]
+
+    kgan = kernelgan_convention(k, 2)
+    assert best_offset(kgan) == 0.0
+    assert best_offset(k) == 0.5 and best_offset(kernelgan_to_mzsr(kgan)) == 0.5
+
+
+def test_kernel_convention_auto_follows_the_mat_key(tmp_path):
+    kgan = kernelgan_convention(gaussian_kernel(1.5, size=13), 2)
+    savemat(tmp_path / "gan.mat", {"Kernel": kgan})
+    savemat(tmp_path / "ours.mat", {"kernel": kgan})
+    np.save(tmp_path / "gan.npy", kgan)
+    centred = lambda k: np.allclose(centre_of_mass(k), k.shape[0] // 2, atol=1e-3)  # noqa: E731
+    assert centred(load_kernel(tmp_path / "gan.mat"))
+    assert not centred(load_kernel(tmp_path / "ours.mat"))
+    assert not centred(load_kernel(tmp_path / "gan.mat", convention="mzsr"))
+    assert centred(load_kernel(tmp_path / "gan.npy", convention="kernelgan"))
+    assert centred(parse_kernel_spec(str(tmp_path / "gan.mat")).kernel)
+    assert centred(parse_kernel_spec(str(tmp_path), convention="kernelgan").for_image("ours", 2))
+    with pytest.raises(KernelError, match="convention"):
+        load_kernel(tmp_path / "gan.mat", convention="matlab")
+
+
+def test_estimate_spec_has_no_kernel_of_its_own():
+    spec = parse_kernel_spec("estimate")
+    assert spec.kind == "estimate"
+    with pytest.raises(KernelError, match="estimate"):
+        spec.for_image("a", 2)

@@ -174,20 +174,48 @@ def test_time_budget_and_sigterm_stop_cleanly(train_dir, tmp_path):
     assert load_checkpoint(tmp_path / "s/checkpoint.pt")["step"] >= 1
 
 
-def test_ddp_gloo_two_processes_equal_single_process(train_dir, tmp_path, tiny_model):
-    common = ["train", "meta", "--init", tiny_model, "--train-dirs", train_dir, "--patch", 16, "--meta-batch", 2,
-              "--n-train", 2, "--n-test", 2, "--kernel-size", 7, "--inner-steps", 2, "--steps", 1,
-              "--val-every", 0, "--device", "cpu"]
-    single = subprocess.run(cli(*common, "--run-dir", tmp_path / "one"), capture_output=True, text=True)
-    assert single.returncode == 0, single.stderr[-2000:]
+def single_and_ddp(args: list, tmp_path, port: int):
+    """Checkpoints after the same run in one process and in two gloo processes under torchrun."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = subprocess.run(cli(*args, "--run-dir", tmp_path / "one"), capture_output=True, text=True, env=env)
+    assert single.returncode == 0, single.stderr[-2000:]
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--master_port", "29531", "-m", "mzsr.cli", *map(str, common),
+                          "--master_port", str(port), "-m", "mzsr.cli", *map(str, args),
                           "--run-dir", str(tmp_path / "two")], capture_output=True, text=True, env=env)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    a, b = load_checkpoint(tmp_path / "one/checkpoint.pt"), load_checkpoint(tmp_path / "two/checkpoint.pt")
+    return load_checkpoint(tmp_path / "one/checkpoint.pt")["net"], load_checkpoint(tmp_path / "two/checkpoint.pt")["net"]
+
+
+def assert_same_update(one: dict, two: dict, init: dict) -> None:
+    assert any(not torch.allclose(one[k], init[k]) for k in init)  # the step did move the weights
+    for k in one:
+        assert torch.allclose(one[k], two[k], atol=1e-6), k
+
+
+def test_meta_ddp_gloo_two_processes_equal_single_process(train_dir, tmp_path, tiny_model):
     from mzsr.models import load_model
-    init = load_model(tiny_model).params
-    assert any(not torch.equal(a["net"][k], init[k]) for k in init)  # the step did move the weights
-    for k in a["net"]:
-        assert torch.allclose(a["net"][k], b["net"][k], atol=1e-6), k
+
+    one, two = single_and_ddp(["train", "meta", "--init", tiny_model, "--train-dirs", train_dir, "--patch", 16,
+                               "--meta-batch", 2, "--n-train", 2, "--n-test", 2, "--kernel-size", 7,
+                               "--inner-steps", 2, "--steps", 1, "--val-every", 0, "--device", "cpu"], tmp_path, 29531)
+    assert_same_update(one, two, load_model(tiny_model).params)
+
+
+def test_pretrain_ddp_gloo_two_processes_equal_single_process(train_dir, tmp_path):
+    one, two = single_and_ddp(["train", "pretrain", "--train-dirs", train_dir, "--patch", 16, "--batch", 4,
+                               "--channels", 8, "--depth", 3, "--steps", 1, "--val-every", 0, "--device", "cpu"],
+                              tmp_path, 29532)
+    torch.manual_seed(0)  # the seed the run uses (config default): its initial weights
+    assert_same_update(one, two, SRNet(8, 3).state_dict())
+
+
+def test_tune_step_lrs_ranks_candidates_on_validation(tiny_model, data):
+    from mzsr.train.meta import tune_step_lrs
+
+    cfg = MetaConfig(val_limit=1, val_crop=32, val_steps=[1, 2], device="cpu")
+    rows = tune_step_lrs(tiny_model, cfg, {"zero": [0.0], "big": [0.5]})
+    assert [r[0] for r in rows] != [] and {r[0] for r in rows} == {"zero", "big"}
+    scores = [r[2]["score"] for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    zero = dict((r[0], r[2]) for r in rows)["zero"]
+    assert zero["iso2.0_mzsr1"] == zero["iso2.0_mzsr0"] if "iso2.0_mzsr0" in zero else zero["iso2.0_mzsr1"] == zero["iso2.0_mzsr2"]

@@ -1,4 +1,5 @@
-"""The public API: ``upscale`` (every method), ``degrade_image`` and model loading. The CLI only wraps these."""
+"""The public API: ``upscale`` (every method), ``resolve_kernel``, ``degrade_image`` and model loading. The CLI
+only wraps these."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,6 +7,7 @@ import torch
 
 from . import adapt as _adapt
 from .degrade import degrade, quantize
+from .estimate import estimate_kernel
 from .kernels import KernelSpec, check_kernel, parse_kernel_spec
 from .models import Model, default_model, load_model
 from .resize import imresize
@@ -39,7 +41,7 @@ def _join(rgb: np.ndarray, alpha: np.ndarray | None, gray: bool, peak: float, dt
     return np.round(out * peak).astype(dtype)
 
 
-def _kernel_and_downsample(kernel, downsample: str | None, model: Model | None):
+def _as_spec(kernel) -> KernelSpec:
     if isinstance(kernel, KernelSpec):
         spec = kernel
     elif kernel is None or isinstance(kernel, str):
@@ -48,20 +50,42 @@ def _kernel_and_downsample(kernel, downsample: str | None, model: Model | None):
         spec = KernelSpec("fixed", check_kernel(kernel))
     if spec.kind == "folder":
         raise ValueError("upscale() takes one kernel; pick it from the folder with KernelSpec.for_image")
-    if downsample is None:
-        downsample = model.downsample if model is not None else ("bicubic" if spec.kind == "bicubic" else "direct")
-    return spec.kernel, downsample
+    return spec
+
+
+def _default_downsample(spec: KernelSpec, model: Model | None) -> str:
+    return model.downsample if model is not None else ("bicubic" if spec.kind == "bicubic" else "direct")
+
+
+def _kernel_for(rgb: np.ndarray, spec: KernelSpec, scale: int, model: Model | None, estimator: str | None):
+    return estimate_kernel(rgb, scale, model, estimator) if spec.kind == "estimate" else spec.kernel
+
+
+def resolve_kernel(image: np.ndarray, kernel=None, scale: int = 2, model: str | Model | None = None,
+                   estimator: str | None = None, downsample: str | None = None, device: str = "auto"):
+    """The kernel ``upscale`` blurs with for ``image`` (``None``: no blur, the bicubic degradation).
+
+    ``kernel`` as for ``upscale``; for ``"estimate"`` the kernel is estimated from the image by ``estimator``
+    (default ``mzsr.estimate.DEFAULT_ESTIMATOR``) with ``model`` (default: the shipped one for ``scale`` and
+    ``downsample``). Passing the result to ``upscale`` gives what ``kernel="estimate"`` gives; the CLI does so to
+    save the kernel it used.
+    """
+    spec = _as_spec(kernel)
+    if spec.kind == "estimate" and not isinstance(model, Model):
+        model = load_model(model or default_model(scale, downsample or "direct"), pick_device(device))
+    return _kernel_for(_split(image)[0], spec, scale, model, estimator)
 
 
 def upscale(image: np.ndarray, scale: int = 2, kernel=None, steps: int = 10, method: str = "mzsr",
             model: str | Model | None = None, downsample: str | None = None, device: str = "auto",
-            tile: int | None = None, callback=None) -> np.ndarray:
+            tile: int | None = None, callback=None, estimator: str | None = None) -> np.ndarray:
     """Super-resolve one image ×``scale`` by zero-shot adaptation to its blur ``kernel``.
 
     ``image``: ``(H, W)``, ``(H, W, 2|3|4)`` array, uint8, uint16, or float in [0, 1]; the result has the same
     layout and dtype (grayscale stays grayscale; alpha is upscaled bicubically and re-attached).
-    ``kernel``: an array, a spec string (``iso:VAR``, ``aniso:L1,L2,THETA``, a file, ``bicubic``) or ``None``
-    (= ``bicubic``: no blur, MATLAB-bicubic degradation). ``method``: ``mzsr`` (meta-learned weights),
+    ``kernel``: an array, a spec string (``iso:VAR``, ``aniso:L1,L2,THETA``, a file, ``bicubic``, ``estimate``)
+    or ``None`` (= ``bicubic``: no blur, MATLAB-bicubic degradation). ``estimate`` finds the kernel in the image
+    with ``estimator`` (see ``resolve_kernel``) and the model. ``method``: ``mzsr`` (meta-learned weights),
     ``finetune`` (the same steps from the bicubic-pretrained weights), ``bicubic`` or ``zssr``.
     ``downsample``: the son's subsampling, ``direct`` or ``bicubic``; by default the model's.
     ``callback(step, loss)`` is called after each adaptation step.
@@ -73,9 +97,14 @@ def upscale(image: np.ndarray, scale: int = 2, kernel=None, steps: int = 10, met
     rgb, alpha, gray, peak = _split(image)
     dtype = np.asarray(image).dtype
     dev = pick_device(device)
+    spec = _as_spec(kernel)
     if isinstance(model, str):
         model = load_model(model, dev)
-    k, downsample = _kernel_and_downsample(kernel, downsample, model)
+    if downsample is None:
+        downsample = _default_downsample(spec, model)
+    if model is None and (method in ("mzsr", "finetune") or spec.kind == "estimate"):
+        model = load_model(default_model(scale, downsample), dev)
+    k = _kernel_for(rgb, spec, scale, model, estimator)
     if method == "bicubic":
         sr = imresize(rgb, scale)
     elif method == "zssr":
@@ -83,8 +112,6 @@ def upscale(image: np.ndarray, scale: int = 2, kernel=None, steps: int = 10, met
 
         sr = zssr(rgb, scale, k, downsample, device=dev, callback=callback)
     else:
-        if model is None:
-            model = load_model(default_model(scale, downsample), dev)
         if model.scale != scale:
             raise ValueError(f"model '{model.name}' is a ×{model.scale} model, asked for ×{scale}")
         weights = model if method == "mzsr" else load_model(model.card["base"], dev)
@@ -98,6 +125,9 @@ def upscale(image: np.ndarray, scale: int = 2, kernel=None, steps: int = 10, met
 def degrade_image(image: np.ndarray, kernel=None, scale: int = 2, downsample: str | None = None,
                   noise: float = 0.0, seed: int | None = None) -> np.ndarray:
     """LR = (HR ⊛ k)↓s + n for a uint8 image, rounded to uint8 (bit-exact with MZSR's test inputs)."""
-    k, downsample = _kernel_and_downsample(kernel, downsample, None)
+    spec = _as_spec(kernel)
+    if spec.kind == "estimate":
+        raise ValueError("degrading needs a given kernel ('estimate' is for upscaling)")
+    k, downsample = spec.kernel, downsample or _default_downsample(spec, None)
     img = np.asarray(image)
     return quantize(degrade(img.astype(np.float64), k, scale, downsample, noise, np.random.default_rng(seed)))

@@ -17,8 +17,9 @@ import numpy as np
 from .api import METHODS, _split
 from .config import add_config_args, build_config
 from .degrade import DOWNSAMPLING
+from .estimate import DEFAULT_ESTIMATOR, ESTIMATORS, get_estimator
 from .io import ImageError, discover_inputs, read_image, write_image
-from .kernels import KernelError, parse_kernel_spec
+from .kernels import CONVENTIONS, KernelError, parse_kernel_spec
 from .models import ModelError, available, default_model, load_model, read_card
 from .runtime import pick_device
 
@@ -37,6 +38,9 @@ def _add_io_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--downsample", choices=DOWNSAMPLING,
                    help="the degradation's subsampling: direct or bicubic (default: bicubic for --kernel bicubic, "
                         "else direct)")
+    p.add_argument("--kernel-convention", choices=CONVENTIONS, default="auto",
+                   help="of kernel files: auto (the .mat key decides: 'Kernel' = KernelGAN/ZSSR, shifted for their "
+                        "block-centre sampling and re-centred here; anything else = MZSR), mzsr or kernelgan")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
 
@@ -49,7 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_io_args(up)
     up.add_argument("--kernel", default="bicubic", metavar="SPEC",
                     help="blur kernel: a .mat/.npy/.png file, a folder of per-image kernels (<stem>.mat or "
-                         "<stem>_kernel_x<s>.mat), iso:VAR, aniso:L1,L2,THETA, or bicubic (no blur; default)")
+                         "<stem>_kernel_x<s>.mat), iso:VAR, aniso:L1,L2,THETA, estimate (found in each image), "
+                         "or bicubic (no blur; default)")
+    up.add_argument("--estimator", metavar="NAME",
+                    help=f"kernel estimator for --kernel estimate ({', '.join(ESTIMATORS)}; default "
+                         f"{DEFAULT_ESTIMATOR})")
     up.add_argument("--steps", type=int, default=10, help="adaptation steps (default 10; 0 = plain inference)")
     up.add_argument("--method", choices=METHODS, default="mzsr", help="default mzsr")
     up.add_argument("--model", metavar="NAME|PATH", help="shipped model name or .safetensors path "
@@ -110,6 +118,9 @@ def _train_parsers(sub) -> None:
         add_config_args(p, cls)
         p.add_argument("--resume", action="store_true", help="continue the run in --run-dir exactly")
         p.set_defaults(config_cls=cls)
+    tu = stages.add_parser("tune-step-lrs", help="compare test-time step schedules on the validation set")
+    tu.add_argument("weights", help="a model name or .safetensors path")
+    add_config_args(tu, MetaConfig)
     ex = stages.add_parser("export", help="ship a trained model inside the package (weights + card)")
     ex.add_argument("weights", type=Path, help="a run's best.safetensors (its .json card beside it)")
     ex.add_argument("--name", required=True, help="shipped model name, e.g. direct-x2")
@@ -160,23 +171,28 @@ def _save_kernel(out: Path, kernel: np.ndarray, scale: int) -> None:
 def cmd_upscale(args) -> int:
     from tqdm import tqdm
 
-    from .api import upscale
+    from .api import resolve_kernel, upscale
     from .metrics import modcrop, psnr_y, ssim_y
 
-    spec = parse_kernel_spec(args.kernel)
+    spec = parse_kernel_spec(args.kernel, convention=args.kernel_convention)
     downsample = args.downsample or ("bicubic" if spec.kind == "bicubic" else "direct")
+    if args.estimator is not None:
+        if spec.kind != "estimate":
+            raise CliError(f"--estimator {args.estimator}: only used with --kernel estimate")
+        get_estimator(args.estimator)  # an unknown name fails before any work
     pairs = _plan_outputs(args)
     if args.steps < 0:
         raise CliError(f"--steps must be ≥ 0, got {args.steps}")
     model = None
-    if args.method in ("mzsr", "finetune"):
+    if args.method in ("mzsr", "finetune") or spec.kind == "estimate":
         model = load_model(args.model or default_model(args.scale, downsample), pick_device(args.device))
     failures, scores, t0 = 0, [], time.time()
     bar = tqdm(pairs, desc="upscale", unit="img", disable=None)
     for src, out in bar:
         try:
-            kernel = spec.for_image(src.stem, args.scale)
             img = read_image(src)
+            kernel = resolve_kernel(img, spec if spec.kind == "estimate" else spec.for_image(src.stem, args.scale),
+                                    args.scale, model, args.estimator)
             steps_bar = lambda i, loss: bar.set_postfix(image=src.name, step=i + 1, loss=f"{loss:.4f}")  # noqa: E731
             sr = upscale(img, args.scale, kernel if kernel is not None else "bicubic", args.steps, args.method,
                          model, downsample, args.device, args.tile, steps_bar)
@@ -208,7 +224,9 @@ def cmd_upscale(args) -> int:
 def cmd_degrade(args) -> int:
     from .api import degrade_image
 
-    spec = parse_kernel_spec(args.kernel)
+    spec = parse_kernel_spec(args.kernel, convention=args.kernel_convention)
+    if spec.kind == "estimate":
+        raise CliError("--kernel estimate: degrading needs a given kernel")
     downsample = args.downsample or ("bicubic" if spec.kind == "bicubic" else "direct")
     failures = 0
     for i, (src, out) in enumerate(_plan_outputs(args)):
@@ -264,6 +282,13 @@ def main(argv=None) -> int:
             return cmd_models(args)
         if args.command == "benchmark":
             return cmd_benchmark(args)
+        if args.stage == "tune-step-lrs":
+            from .train.meta import MetaConfig, tune_step_lrs
+
+            cfg = build_config(MetaConfig, args)
+            for name, lrs, scores in tune_step_lrs(args.weights, cfg):
+                print(f"{name:>18} {lrs}: " + " ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+            return 0
         if args.stage == "export":
             from .models import ship
 

@@ -2,7 +2,8 @@
 
 Conventions (spec §1): widths λ are variances in HR pixels²; Σ = R(θ) diag(λ1, λ2) R(θ)ᵀ; the kernel is
 evaluated on the integer grid centred on the middle pixel and normalised to sum 1. Offsets are (x, y) =
-(column, row). MZSR kernels are unshifted (used with top-left direct subsampling).
+(column, row). MZSR kernels are unshifted (used with top-left direct subsampling); KernelGAN's and ZSSR's
+(``.mat`` key ``Kernel``) may carry a sub-pixel shift, removed by :func:`kernelgan_to_mzsr` (spec §9).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.ndimage
 
 
 class KernelError(ValueError):
@@ -62,9 +64,39 @@ def check_kernel(k, source: str = "kernel") -> np.ndarray:
     return k
 
 
-def load_kernel(path) -> np.ndarray:
-    """Read a kernel from ``.mat`` (key ``kernel`` or ``Kernel``), ``.npy`` or a grayscale image, validated."""
-    path = Path(path)
+CONVENTIONS = ("auto", "mzsr", "kernelgan")
+_CENTRED = 1e-6  # pixels: centre-of-mass offsets below this are float noise, not a shift
+
+
+def kernelgan_to_mzsr(kernel: np.ndarray) -> np.ndarray:
+    """A KernelGAN/ZSSR-convention kernel in MZSR's: shifted so that its centre of mass is the middle pixel.
+
+    KernelGAN saves kernels whose centre of mass lies (s−1)/2 HR pixels right of and below the middle pixel, so
+    that correlating and keeping the top-left pixel of each s×s block samples the block's centre (where
+    MATLAB-bicubic upsampling puts the LR pixel); MZSR keeps the top-left pixel with a centred kernel. Used in
+    the other convention, a kernel shifts what it degrades by (s−1)/2 pixels: half a pixel at ×2.
+
+    Why re-centre rather than shift by a fixed (s−1)/2: files with key ``Kernel`` come both ways. ZSSR's
+    released estimate (``kernels/ZSSR``) sits +0.47 px off-centre, while DIV2KRK's ground-truth kernels are
+    centred to within 0.05 px (3 checked; im_43's LR nonetheless matches block-centre sampling best), so a
+    fixed shift would move those by half a pixel. And since a GAN cannot tell shifted kernels apart, KernelGAN
+    itself sets the centre of mass when saving: it is all the alignment a file carries. The shift is cubic-spline
+    (as KernelGAN's own), on a kernel padded so that no mass is lost; spline overshoots below 0 are clipped and
+    the result renormalised. Works at any scale and for even sizes (the middle pixel is index size // 2, as in
+    scipy's correlation).
+    """
+    k = check_kernel(kernel, "KernelGAN kernel")
+    shift = np.array(k.shape) // 2 - np.array(scipy.ndimage.center_of_mass(k))
+    if np.abs(shift).max() < _CENTRED:
+        return k
+    pad = int(np.ceil(np.abs(shift).max()))
+    k = scipy.ndimage.shift(np.pad(k, pad), shift, order=3, mode="constant")
+    k = np.clip(k, 0, None)
+    return k / k.sum()
+
+
+def _read_kernel(path: Path) -> tuple[np.ndarray, str]:
+    """The raw array of a kernel file and the convention its format implies (``Kernel`` key → KernelGAN)."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".mat":
@@ -74,46 +106,73 @@ def load_kernel(path) -> np.ndarray:
             key = next((k for k in ("kernel", "Kernel") if k in data), None)
             if key is None:
                 raise KernelError(f"{path}: no 'kernel' or 'Kernel' variable in the .mat file")
-            k = data[key]
-        elif suffix == ".npy":
-            k = np.load(path, allow_pickle=False)
-        elif suffix in (".png", ".bmp", ".tif", ".tiff"):
+            return data[key], "kernelgan" if key == "Kernel" else "mzsr"
+        if suffix == ".npy":
+            return np.load(path, allow_pickle=False), "mzsr"
+        if suffix in (".png", ".bmp", ".tif", ".tiff"):
             from PIL import Image
 
             with Image.open(path) as im:
-                k = np.asarray(im.convert("F"), dtype=np.float64)
-        else:
-            raise KernelError(f"{path}: unknown kernel format (use .mat, .npy or .png)")
+                return np.asarray(im.convert("F"), dtype=np.float64), "mzsr"
+        raise KernelError(f"{path}: unknown kernel format (use .mat, .npy or .png)")
     except KernelError:
         raise
     except Exception as e:  # noqa: BLE001 - any reader failure becomes one clear line
         raise KernelError(f"{path}: cannot read kernel ({e.__class__.__name__}: {e})") from None
-    return check_kernel(k, str(path))
+
+
+def _check_convention(convention: str) -> None:
+    if convention not in CONVENTIONS:
+        raise KernelError(f"kernel convention must be one of {', '.join(CONVENTIONS)}, got {convention!r}")
+
+
+def load_kernel(path, convention: str = "auto") -> np.ndarray:
+    """Read a kernel from ``.mat`` (key ``kernel`` or ``Kernel``), ``.npy`` or a grayscale image, validated and
+    in MZSR's convention.
+
+    ``convention``: ``auto`` takes the ``.mat`` key ``Kernel`` (KernelGAN, ZSSR) as KernelGAN's convention and
+    everything else as MZSR's; ``mzsr`` or ``kernelgan`` force one.
+    """
+    _check_convention(convention)
+    path = Path(path)
+    k, implied = _read_kernel(path)
+    k = check_kernel(k, str(path))
+    return kernelgan_to_mzsr(k) if (implied if convention == "auto" else convention) == "kernelgan" else k
 
 
 @dataclass(frozen=True)
 class KernelSpec:
-    """What ``--kernel`` named: ``bicubic`` (no blur), a fixed kernel, or a folder of per-image kernels."""
+    """What ``--kernel`` named: ``bicubic`` (no blur), a fixed kernel, a folder of per-image kernels, or
+    ``estimate`` (each image's kernel is estimated from the image: ``mzsr.api.resolve_kernel``)."""
 
-    kind: str  # "bicubic" | "fixed" | "folder"
+    kind: str  # "bicubic" | "fixed" | "folder" | "estimate"
     kernel: np.ndarray | None = None
     folder: Path | None = None
+    convention: str = "auto"  # of the folder's files
 
     def for_image(self, stem: str, scale: int) -> np.ndarray | None:
         """The kernel for an image with this file stem (``None`` means no blur)."""
+        if self.kind == "estimate":
+            raise KernelError("--kernel estimate: the kernel comes from the image itself (mzsr.api.resolve_kernel)")
         if self.kind != "folder":
             return self.kernel
         for name in (f"{stem}.mat", f"{stem}_kernel_x{scale}.mat", f"{stem}.npy", f"{stem}.png"):
             if (self.folder / name).is_file():
-                return load_kernel(self.folder / name)
+                return load_kernel(self.folder / name, self.convention)
         raise KernelError(f"{self.folder}: no kernel for image '{stem}' (looked for {stem}.mat, "
                           f"{stem}_kernel_x{scale}.mat, {stem}.npy, {stem}.png)")
 
 
-def parse_kernel_spec(spec: str | None, size: int = 21) -> KernelSpec:
-    """``bicubic`` | ``iso:VAR`` | ``aniso:L1,L2,THETA`` | a kernel file | a folder of kernels."""
+def parse_kernel_spec(spec: str | None, size: int = 21, convention: str = "auto") -> KernelSpec:
+    """``bicubic`` | ``estimate`` | ``iso:VAR`` | ``aniso:L1,L2,THETA`` | a kernel file | a folder of kernels.
+
+    ``convention`` applies to kernel files (see :func:`load_kernel`); generated kernels are MZSR's.
+    """
+    _check_convention(convention)
     if spec is None or spec == "bicubic":
         return KernelSpec("bicubic")
+    if spec == "estimate":
+        return KernelSpec("estimate")
     try:
         if spec.startswith("iso:"):
             return KernelSpec("fixed", gaussian_kernel(float(spec[4:]), size=size))
@@ -124,7 +183,8 @@ def parse_kernel_spec(spec: str | None, size: int = 21) -> KernelSpec:
         raise KernelError(f"--kernel {spec}: {e}") from None
     path = Path(spec)
     if path.is_dir():
-        return KernelSpec("folder", folder=path)
+        return KernelSpec("folder", folder=path, convention=convention)
     if path.is_file():
-        return KernelSpec("fixed", load_kernel(path))
-    raise KernelError(f"--kernel {spec}: not a file, a folder, 'bicubic', 'iso:VAR' or 'aniso:L1,L2,THETA'")
+        return KernelSpec("fixed", load_kernel(path, convention))
+    raise KernelError(f"--kernel {spec}: not a file, a folder, 'bicubic', 'estimate', 'iso:VAR' or "
+                      "'aniso:L1,L2,THETA'")

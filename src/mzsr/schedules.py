@@ -11,6 +11,16 @@ RELEASE_STEP_LRS = {
 }
 
 
+# Test-time schedules that `mzsr train tune-step-lrs` compares on the validation set for a trained model.
+STEP_LR_CANDIDATES = {
+    "inner-loop": [0.01],  # the meta-training inner step size, kept for every step
+    "release-direct-x2": RELEASE_STEP_LRS["direct-x2"],
+    "decaying": [0.01, 0.01, 0.005, 0.005, 0.0025],
+    "half": [0.005],
+    "double-first": [0.02, 0.005],
+}
+
+
 def step_lr(step_lrs: list[float], i: int) -> float:
     """Learning rate of test-time step ``i``: the list's last value repeats beyond its end."""
     return step_lrs[min(i, len(step_lrs) - 1)]
@@ -58,3 +68,19 @@ ZSSR_TEST_EVERY = 50  # iterations between whole-image reconstruction errors, th
 ZSSR_LR_SLOPE_RANGE = 256  # iterations of reconstruction errors the lr policy fits its line to
 ZSSR_BACKPROJECTION_ITERS_KERNEL = 2
 ZSSR_BACKPROJECTION_ITERS_BICUBIC = 10
+
+
+# Kernel estimation (mzsr.estimate): the mzsr_search estimator's budget and its family of Gaussian kernels.
+# Variances are in HR pixels² (spec §1); the search covers meta-training's range up to 2.5·s (spec §4).
+ESTIMATE_CROP = 128  # side of the centred LR crop searched: a 32-px grandson at ×2 (cost ∝ its square)
+ESTIMATE_STEPS = 1  # adaptation steps per candidate kernel (MZSR's one-step claim)
+ESTIMATE_KERNEL_SIZE = 21  # like the paper's test kernels; holds ±4.5σ of the widest candidate at ×2
+ESTIMATE_MIN_VAR = 0.2  # the narrowest paper scenario (g^d_0.2)
+ESTIMATE_MAX_VAR_PER_SCALE = 2.5  # λ ≤ 2.5·s
+ESTIMATE_ISO_WIDTHS = 6  # coarse grid: isotropic variances, geometric from the minimum to the maximum
+ESTIMATE_ANISO_VARS = (2.0, 0.5)  # coarse grid: anisotropic (λ1, λ2) per unit of scale, (4, 1) at ×2 like g^d_ani
+ESTIMATE_ANISO_ANGLES = 4  # … at θ = 0, π/4, π/2, 3π/4
+ESTIMATE_MAX_EVALS = 32  # candidates scored in all (coarse grid + local refinement)
+ESTIMATE_LOG_STEP = 0.35  # first refinement step on log-size and log-elongation (×1.42 on the variances)
+ESTIMATE_ANGLE_STEP = 3.141592653589793 / 8  # first refinement step on θ
+ESTIMATE_MIN_LOG_STEP = 0.05  # refinement stops below this step (variances within ~5%)

@@ -18,7 +18,7 @@ from ..kernels import gaussian_kernel
 from ..models import load_model, save_model
 from ..net import SRNet, functional_forward
 from ..runtime import autocast, pick_device
-from ..schedules import multi_step_weights
+from ..schedules import STEP_LR_CANDIDATES, multi_step_weights
 from .common import make_card, make_sampler, training_files
 from .data import sample_task
 from .loop import (Clock, Distributed, RunLog, StopFlag, drive, parse_duration, prepare_run_dir,
@@ -104,8 +104,10 @@ def _validation_sets(cfg: MetaConfig):
     return sets
 
 
-def validate(net, cfg: MetaConfig, sets, device) -> dict:
-    params = {k: v.detach() for k, v in net.named_parameters()}
+def validate(net, cfg: MetaConfig, sets, params: dict | None = None) -> dict:
+    """MZSR(n) Y-PSNR on the validation crops for each kernel, and the selection score."""
+    params = params if params is not None else {k: v.detach() for k, v in net.named_parameters()}
+    device = next(iter(params.values())).device
     scores = {}
     for name, (k, pairs) in sets.items():
         res = psnr_after_steps(net, params, pairs, k, cfg.scale, cfg.downsample, cfg.val_steps,
@@ -114,6 +116,15 @@ def validate(net, cfg: MetaConfig, sets, device) -> dict:
     adapted = [v for key, v in scores.items() if not key.endswith("_mzsr0")]
     scores["score"] = round(float(np.mean(adapted)), 4)  # selection: mean of MZSR(n≥1) over both kernels
     return scores
+
+
+def tune_step_lrs(weights, cfg: MetaConfig, candidates: dict = STEP_LR_CANDIDATES) -> list[tuple[str, list, dict]]:
+    """Validation scores of each candidate test-time schedule for a trained model, best first."""
+    model = load_model(weights, pick_device(cfg.device))
+    sets = _validation_sets(cfg)
+    rows = [(name, lrs, validate(model.net, dataclasses.replace(cfg, test_step_lrs=lrs), sets, model.params))
+            for name, lrs in candidates.items()]
+    return sorted(rows, key=lambda r: -r[2]["score"])
 
 
 def run(cfg: MetaConfig, resume: bool = False) -> Path:
@@ -156,7 +167,7 @@ def run(cfg: MetaConfig, resume: bool = False) -> Path:
 
     def evaluate(i: int) -> str:
         nonlocal best
-        scores = validate(net, cfg, val_sets, device)
+        scores = validate(net, cfg, val_sets)
         curve.append({"step": i, **scores})
         log.write(step=i, val=scores)
         if scores["score"] > best:

@@ -1,0 +1,31 @@
+"""Blur-kernel estimators (``--kernel estimate``): from an LR image alone, the kernel that degraded it.
+
+Every estimator lives in its own file and exposes ``estimate(lr_rgb01, scale, model, **options)``; it returns the
+kernel in MZSR's convention (spec §1: variances in HR pixels², centred on the middle pixel, summing to 1), for the
+subsampling of ``model``, the model that will super-resolve the image.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels import check_kernel
+from ..models import Model
+from . import mzsr_search
+
+ESTIMATORS = {"mzsr_search": mzsr_search.estimate}
+DEFAULT_ESTIMATOR = "mzsr_search"
+
+
+def get_estimator(name: str | None = None):
+    """The estimator function called ``name`` (``None``: the default); an unknown name is a ValueError."""
+    name = DEFAULT_ESTIMATOR if name is None else name
+    if name not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {name!r} (choose from {', '.join(ESTIMATORS)})")
+    return ESTIMATORS[name]
+
+
+def estimate_kernel(lr_rgb01: np.ndarray, scale: int, model: Model, estimator: str | None = None,
+                    **options) -> np.ndarray:
+    """The blur kernel of an ``(H, W, 3)`` RGB image in [0, 1], estimated by ``estimator`` with ``model``."""
+    k = get_estimator(estimator)(lr_rgb01, scale, model, **options)
+    return check_kernel(k, f"estimator {estimator or DEFAULT_ESTIMATOR}")

@@ -1,0 +1,119 @@
+"""Kernel estimation (``--kernel estimate``): the registry, the mzsr_search estimator, the API and CLI plumbing."""
+import numpy as np
+import pytest
+import scipy.ndimage
+from PIL import Image
+from scipy.io import loadmat
+
+import mzsr
+from mzsr.cli import main
+from mzsr.degrade import degrade
+from mzsr.estimate import DEFAULT_ESTIMATOR, ESTIMATORS, estimate_kernel, get_estimator
+from mzsr.kernels import gaussian_kernel
+from mzsr.models import load_model
+
+from conftest import load_rgb, need_data
+
+
+@pytest.fixture
+def texture(rng):
+    """A 48×48 RGB texture in [0, 1]: smoothed noise, so that blur is visible at every scale."""
+    return scipy.ndimage.gaussian_filter(rng.random((48, 48, 3)), (0.7, 0.7, 0))
+
+
+def size(k: np.ndarray) -> float:
+    """The kernel's variance, averaged over its two axes (half the covariance's trace)."""
+    r = np.arange(k.shape[0]) - k.shape[0] // 2
+    xx, yy = np.meshgrid(r, r)
+    return float(np.sum(k * (xx ** 2 + yy ** 2)) / 2)
+
+
+def test_registry():
+    assert "mzsr_search" in ESTIMATORS and DEFAULT_ESTIMATOR in ESTIMATORS
+    assert get_estimator() is ESTIMATORS[DEFAULT_ESTIMATOR]
+    with pytest.raises(ValueError, match="unknown estimator 'magic'"):
+        get_estimator("magic")
+
+
+def test_estimate_returns_a_valid_kernel(texture, tiny_model, one_torch_thread):
+    k = estimate_kernel(texture, 2, load_model(tiny_model), max_evals=6)
+    assert k.ndim == 2 and k.shape[0] == k.shape[1] and k.shape[0] % 2 == 1
+    assert k.min() >= 0 and k.sum() == pytest.approx(1.0)
+    assert np.allclose(scipy.ndimage.center_of_mass(k), k.shape[0] // 2)
+
+
+def test_estimate_refuses_what_it_cannot_do(texture, tiny_model):
+    model = load_model(tiny_model)
+    with pytest.raises(ValueError, match="too small to estimate"):
+        estimate_kernel(texture[:12, :12], 2, model)
+    with pytest.raises(ValueError, match="×2 model"):
+        estimate_kernel(texture, 4, model)
+
+
+def test_wide_and_narrow_blur_are_told_apart(one_torch_thread):
+    """On a real texture (a 128² HR crop of Set14's img_005, so a 64² LR), the shipped direct-x2 model ranks a
+    clearly wide blur (λ = 4) above a clearly narrow one (λ = 0.4)."""
+    hr = load_rgb(need_data() / "benchmark/Set14/HR/img_005_SRF_2_HR.png").astype(np.float64)[116:244, 60:188]
+    model = load_model("direct-x2")
+    found = {}
+    for var in (0.4, 4.0):
+        lr = np.round(degrade(hr, gaussian_kernel(var), 2)) / 255.0
+        found[var] = size(estimate_kernel(lr, 2, model, max_evals=12))
+    assert found[4.0] > 2 * found[0.4], found
+
+
+def test_upscale_estimate_equals_upscale_with_the_resolved_kernel(texture, tiny_model, one_torch_thread):
+    img = np.round(texture * 255).astype(np.uint8)
+    k = mzsr.resolve_kernel(img, "estimate", 2, str(tiny_model))
+    assert k.shape == (21, 21)
+    via_spec = mzsr.upscale(img, 2, "estimate", steps=1, model=str(tiny_model))
+    assert np.array_equal(via_spec, mzsr.upscale(img, 2, k, steps=1, model=str(tiny_model)))
+    with pytest.raises(ValueError, match="given kernel"):
+        mzsr.degrade_image(img, "estimate")
+
+
+def run(capsys, *argv):
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("mzsr: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture
+def image_file(tmp_path, texture):
+    path = tmp_path / "in" / "tex.png"
+    path.parent.mkdir()
+    Image.fromarray(np.round(texture * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def test_cli_saves_the_estimated_kernel(image_file, tmp_path, tiny_model, capsys, one_torch_thread):
+    out = tmp_path / "out"
+    rc, _, err = run(capsys, "upscale", image_file, "-o", out, "--kernel", "estimate", "--estimator", "mzsr_search",
+                     "--save-kernel", "--steps", "1", "--model", tiny_model)
+    assert rc == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["tex.png", "tex_kernel_x2.mat", "tex_kernel_x2.png"]
+    saved = loadmat(out / "tex_kernel_x2.mat")["kernel"]
+    assert saved.shape == (21, 21) and saved.sum() == pytest.approx(1.0)
+    expected = mzsr.resolve_kernel(load_rgb(image_file), "estimate", 2, str(tiny_model))
+    assert np.allclose(saved, expected)
+
+
+@pytest.mark.parametrize("argv,problem", [
+    (("--kernel", "estimate", "--estimator", "magic"), "unknown estimator 'magic'"),
+    (("--kernel", "iso:1", "--estimator", "mzsr_search"), "only used with --kernel estimate"),
+])
+def test_cli_estimator_errors_are_one_line(image_file, tmp_path, tiny_model, capsys, argv, problem):
+    rc, _, err = run(capsys, "upscale", image_file, "-o", tmp_path / "out", "--model", tiny_model, *argv)
+    assert rc == 2 and problem in error_line(err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_degrade_refuses_to_estimate(image_file, tmp_path, capsys):
+    rc, _, err = run(capsys, "degrade", image_file, "-o", tmp_path / "out", "--kernel", "estimate")
+    assert rc == 2 and "degrading needs a given kernel" in error_line(err)
