@@ -66,3 +66,12 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def run_cli(capsys, *argv):
+    """Run ``mzsr`` in-process; returns (exit code, stdout, stderr)."""
+    from mzsr.cli import main
+
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err

@@ -4,7 +4,8 @@ import pytest
 from PIL import Image
 from scipy.io import savemat
 
-from mzsr.cli import main
+
+from conftest import run_cli
 from mzsr.kernels import gaussian_kernel
 
 
@@ -17,10 +18,6 @@ def images(tmp_path, rng):
     return d
 
 
-def run(capsys, *argv):
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def one_error_line(err: str) -> str:
@@ -34,7 +31,7 @@ def test_upscale_folder_with_kernel_folder_and_save_kernel(images, tmp_path, tin
     kdir.mkdir()
     for name in ("a", "b"):
         savemat(kdir / f"{name}_kernel_x2.mat", {"Kernel": gaussian_kernel(1.0, size=11)})
-    rc, out, err = run(capsys, "upscale", images, "-o", tmp_path / "out", "--kernel", kdir, "--steps", "2",
+    rc, out, err = run_cli(capsys, "upscale", images, "-o", tmp_path / "out", "--kernel", kdir, "--steps", "2",
                        "--model", tiny_model, "--save-kernel")
     assert rc == 0, err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
@@ -44,13 +41,13 @@ def test_upscale_folder_with_kernel_folder_and_save_kernel(images, tmp_path, tin
 
 
 def test_gt_reports_psnr(images, tmp_path, capsys):
-    rc, out, _ = run(capsys, "upscale", images / "a.png", "-o", tmp_path / "o", "--method", "bicubic",
+    rc, out, _ = run_cli(capsys, "upscale", images / "a.png", "-o", tmp_path / "o", "--method", "bicubic",
                      "--gt", images)
     assert rc == 1  # the GT is LR-sized here: a clear size error, counted as a failure
     gt = tmp_path / "gt"
     gt.mkdir()
     Image.fromarray(np.zeros((40, 36, 3), np.uint8)).save(gt / "a.png")
-    rc, out, _ = run(capsys, "upscale", images / "a.png", "-o", tmp_path / "o2", "--method", "bicubic", "--gt", gt)
+    rc, out, _ = run_cli(capsys, "upscale", images / "a.png", "-o", tmp_path / "o2", "--method", "bicubic", "--gt", gt)
     assert rc == 0 and "mean PSNR" in out
 
 
@@ -59,7 +56,7 @@ def test_gt_reports_psnr(images, tmp_path, capsys):
 def test_unreadable_images(tmp_path, capsys, content, problem):
     bad = tmp_path / "bad.png"
     bad.write_bytes(content)
-    rc, _, err = run(capsys, "upscale", bad, "-o", tmp_path / "out", "--method", "bicubic")
+    rc, _, err = run_cli(capsys, "upscale", bad, "-o", tmp_path / "out", "--method", "bicubic")
     assert rc != 0
     line = one_error_line(err)
     assert "bad.png" in line and (problem in line or "decode" in line)
@@ -68,7 +65,7 @@ def test_unreadable_images(tmp_path, capsys, content, problem):
 
 def test_too_small_for_a_son(tmp_path, tiny_model, capsys):
     Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(tmp_path / "small.png")
-    rc, _, err = run(capsys, "upscale", tmp_path / "small.png", "-o", tmp_path / "out", "--kernel", "iso:1",
+    rc, _, err = run_cli(capsys, "upscale", tmp_path / "small.png", "-o", tmp_path / "out", "--kernel", "iso:1",
                      "--model", tiny_model)
     assert rc != 0 and "small" in one_error_line(err) and "too small" in err
     assert not any((tmp_path / "out").glob("*.png"))
@@ -78,13 +75,13 @@ def test_too_small_for_a_son(tmp_path, tiny_model, capsys):
                                             (np.full((3, 3), np.nan), "NaN")])
 def test_bad_kernel_files(images, tmp_path, capsys, kernel, problem):
     savemat(tmp_path / "k.mat", {"kernel": kernel})
-    rc, _, err = run(capsys, "upscale", images, "-o", tmp_path / "out", "--kernel", tmp_path / "k.mat")
+    rc, _, err = run_cli(capsys, "upscale", images, "-o", tmp_path / "out", "--kernel", tmp_path / "k.mat")
     assert rc == 2 and problem in one_error_line(err) and "k.mat" in err
 
 
 def test_unnormalised_kernel_warns_in_one_line(images, tmp_path, tiny_model, capsys):
     savemat(tmp_path / "k.mat", {"kernel": np.ones((3, 3))})
-    rc, _, err = run(capsys, "upscale", images / "a.png", "-o", tmp_path / "out", "--kernel", tmp_path / "k.mat",
+    rc, _, err = run_cli(capsys, "upscale", images / "a.png", "-o", tmp_path / "out", "--kernel", tmp_path / "k.mat",
                      "--model", tiny_model, "--steps", "1")
     assert rc == 0 and "mzsr: warning:" in err and "normalised" in err
 
@@ -93,7 +90,7 @@ def test_missing_kernel_in_folder(images, tmp_path, tiny_model, capsys):
     kdir = tmp_path / "k"
     kdir.mkdir()
     savemat(kdir / "a.mat", {"kernel": gaussian_kernel(1.0, size=9)})
-    rc, _, err = run(capsys, "upscale", images, "-o", tmp_path / "out", "--kernel", kdir, "--model", tiny_model,
+    rc, _, err = run_cli(capsys, "upscale", images, "-o", tmp_path / "out", "--kernel", kdir, "--model", tiny_model,
                      "--steps", "1")
     assert rc == 1 and "no kernel for image 'b'" in one_error_line(err)
     assert (tmp_path / "out/a.png").exists() and not (tmp_path / "out/b.png").exists()
@@ -101,43 +98,43 @@ def test_missing_kernel_in_folder(images, tmp_path, tiny_model, capsys):
 
 def test_output_folder_equal_to_input_folder(images, capsys):
     before = sorted(p.read_bytes() for p in images.iterdir())
-    rc, _, err = run(capsys, "upscale", images, "-o", images, "--method", "bicubic")
+    rc, _, err = run_cli(capsys, "upscale", images, "-o", images, "--method", "bicubic")
     assert rc == 2 and "output folder is an input folder" in one_error_line(err)
     assert sorted(p.read_bytes() for p in images.iterdir()) == before
 
 
 def test_existing_output_needs_overwrite(images, tmp_path, capsys):
-    assert run(capsys, "upscale", images / "a.png", "-o", tmp_path / "o", "--method", "bicubic")[0] == 0
-    rc, _, err = run(capsys, "upscale", images / "a.png", "-o", tmp_path / "o", "--method", "bicubic")
+    assert run_cli(capsys, "upscale", images / "a.png", "-o", tmp_path / "o", "--method", "bicubic")[0] == 0
+    rc, _, err = run_cli(capsys, "upscale", images / "a.png", "-o", tmp_path / "o", "--method", "bicubic")
     assert rc == 2 and "--overwrite" in one_error_line(err)
-    assert run(capsys, "upscale", images / "a.png", "-o", tmp_path / "o", "--method", "bicubic", "--overwrite")[0] == 0
+    assert run_cli(capsys, "upscale", images / "a.png", "-o", tmp_path / "o", "--method", "bicubic", "--overwrite")[0] == 0
 
 
 def test_unknown_model_and_corrupt_weights(images, tmp_path, tiny_model, capsys):
-    rc, _, err = run(capsys, "upscale", images, "-o", tmp_path / "out", "--model", "nonesuch", "--kernel", "iso:1")
+    rc, _, err = run_cli(capsys, "upscale", images, "-o", tmp_path / "out", "--model", "nonesuch", "--kernel", "iso:1")
     assert rc == 2 and "unknown model 'nonesuch'" in one_error_line(err)
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"garbage" * 10)
     bad.with_suffix(".json").write_text(tiny_model.with_suffix(".json").read_text())
-    rc, _, err = run(capsys, "upscale", images, "-o", tmp_path / "out", "--model", bad, "--kernel", "iso:1")
+    rc, _, err = run_cli(capsys, "upscale", images, "-o", tmp_path / "out", "--model", bad, "--kernel", "iso:1")
     assert rc == 2 and "bad.safetensors" in one_error_line(err)
 
 
 def test_missing_input(tmp_path, capsys):
-    rc, _, err = run(capsys, "upscale", tmp_path / "none.png", "-o", tmp_path / "out")
+    rc, _, err = run_cli(capsys, "upscale", tmp_path / "none.png", "-o", tmp_path / "out")
     assert rc == 2 and "none.png: no such file" in one_error_line(err)
 
 
 def test_degrade_with_noise_is_seeded(images, tmp_path, capsys):
     for d in ("n1", "n2"):
-        assert run(capsys, "degrade", images, "-o", tmp_path / d, "--kernel", "iso:1", "--noise", "0.02",
+        assert run_cli(capsys, "degrade", images, "-o", tmp_path / d, "--kernel", "iso:1", "--noise", "0.02",
                    "--seed", "5")[0] == 0
     a, b = (np.asarray(Image.open(tmp_path / d / "a.png")) for d in ("n1", "n2"))
     assert a.shape == (10, 9, 3) and np.array_equal(a, b)
 
 
 def test_models_lists_cards(capsys):
-    rc, out, _ = run(capsys, "models")
+    rc, out, _ = run_cli(capsys, "models")
     assert rc == 0 and "direct-x2" in out
 
 
@@ -149,7 +146,7 @@ def test_kernel_convention_of_a_kernelgan_file(images, tmp_path, capsys):
     savemat(tmp_path / "gan.mat", {"Kernel": shifted / shifted.sum()})
     for convention, centre in (("auto", True), ("mzsr", False)):
         out = tmp_path / convention
-        rc, _, err = run(capsys, "upscale", images / "a.png", "-o", out, "--method", "bicubic", "--kernel",
+        rc, _, err = run_cli(capsys, "upscale", images / "a.png", "-o", out, "--method", "bicubic", "--kernel",
                          tmp_path / "gan.mat", "--kernel-convention", convention, "--save-kernel")
         assert rc == 0, err
         saved = loadmat(out / "a_kernel_x2.mat")["kernel"]

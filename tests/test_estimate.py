@@ -6,13 +6,12 @@ from PIL import Image
 from scipy.io import loadmat
 
 import mzsr
-from mzsr.cli import main
 from mzsr.degrade import degrade
 from mzsr.estimate import DEFAULT_ESTIMATOR, ESTIMATORS, estimate_kernel, get_estimator
 from mzsr.kernels import gaussian_kernel
 from mzsr.models import load_model
 
-from conftest import load_rgb, need_data
+from conftest import run_cli, load_rgb, need_data
 
 
 @pytest.fixture
@@ -72,10 +71,6 @@ def test_upscale_estimate_equals_upscale_with_the_resolved_kernel(texture, tiny_
         mzsr.degrade_image(img, "estimate")
 
 
-def run(capsys, *argv):
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def error_line(err: str) -> str:
@@ -94,7 +89,7 @@ def image_file(tmp_path, texture):
 
 def test_cli_saves_the_estimated_kernel(image_file, tmp_path, tiny_model, capsys, one_torch_thread):
     out = tmp_path / "out"
-    rc, _, err = run(capsys, "upscale", image_file, "-o", out, "--kernel", "estimate", "--estimator", "mzsr_search",
+    rc, _, err = run_cli(capsys, "upscale", image_file, "-o", out, "--kernel", "estimate", "--estimator", "mzsr_search",
                      "--save-kernel", "--steps", "1", "--model", tiny_model)
     assert rc == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["tex.png", "tex_kernel_x2.mat", "tex_kernel_x2.png"]
@@ -109,11 +104,11 @@ def test_cli_saves_the_estimated_kernel(image_file, tmp_path, tiny_model, capsys
     (("--kernel", "iso:1", "--estimator", "mzsr_search"), "only used with --kernel estimate"),
 ])
 def test_cli_estimator_errors_are_one_line(image_file, tmp_path, tiny_model, capsys, argv, problem):
-    rc, _, err = run(capsys, "upscale", image_file, "-o", tmp_path / "out", "--model", tiny_model, *argv)
+    rc, _, err = run_cli(capsys, "upscale", image_file, "-o", tmp_path / "out", "--model", tiny_model, *argv)
     assert rc == 2 and problem in error_line(err)
     assert not (tmp_path / "out").exists()
 
 
 def test_cli_degrade_refuses_to_estimate(image_file, tmp_path, capsys):
-    rc, _, err = run(capsys, "degrade", image_file, "-o", tmp_path / "out", "--kernel", "estimate")
+    rc, _, err = run_cli(capsys, "degrade", image_file, "-o", tmp_path / "out", "--kernel", "estimate")
     assert rc == 2 and "degrading needs a given kernel" in error_line(err)
