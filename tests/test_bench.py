@@ -123,6 +123,34 @@ def test_scores_agree_with_an_independent_scorer_and_runs_resume(toy_data, tiny_
     assert bench(capsys, out, *argv, "--seed", 1)[0] == 0  # the seed is ZSSR's alone
     assert calls == ["zssr"] * 2 * 2  # 2 images, 2 repeats
 
+    # ZSSR cells computed on a GPU join this CPU run; its time is marked, and not set against MZSR(10)'s
+    for js in (out / "cells/Set5/gd2.0-x2/zssr").glob("*.json"):
+        js.write_text(json.dumps({**json.loads(js.read_text()), "device": "cuda (H100)"}))
+    assert bench(capsys, out, *argv, "--seed", 1)[0] == 0
+    assert calls == ["zssr"] * 4
+    results = load_results(out)
+    zssr = results["cells"][1]
+    assert zssr["device"] == "cuda (H100)" and results["cells"][0]["device"] == results["benchmark"]["device"] == "cpu"
+    assert results["speed"][0]["zssr_over_mzsr10"] is None
+    table = (out / "table.md").read_text()
+    assert f"{zssr['seconds']:.3g} ± {zssr['seconds_std']:.2g} (cuda (H100))" in table
+
+
+def test_a_report_grows_run_by_run_in_one_folder(toy_data, tmp_path, capsys):
+    out = tmp_path / "b"
+    assert bench(capsys, out, "--sets", "Set5", "--scenarios", "gd2.0", "--methods", "bicubic")[0] == 0
+    assert bench(capsys, out, "--sets", "Set5", "--scenarios", "gdani", "gd2.0", "--methods", "bicubic", "--limit",
+                 1)[0] == 0
+    results = load_results(out)
+    assert [(c["scenario"], c["n_images"]) for c in results["cells"]] == [("gd2.0", 1), ("gdani", 1)]
+    assert results["benchmark"]["limit"] == 1
+    assert bench(capsys, out, "--sets", "Set5", "--scenarios", "gd0.2", "--methods", "bicubic")[0] == 0
+    results = load_results(out)
+    assert [(c["scenario"], c["n_images"]) for c in results["cells"]] == [("gd2.0", 1), ("gdani", 1), ("gd0.2", 3)]
+    assert results["benchmark"]["limit"] == "mixed" and "the images column's count" in (out / "table.md").read_text()
+    assert bench(capsys, out, "--sets", "Set5", "--scenarios", "gd2.0", "-s", 4, "--methods", "bicubic")[0] == 0
+    assert [c["scenario"] for c in load_results(out)["cells"]] == ["gd2.0"]  # another scale starts afresh
+
 
 def test_a_missing_model_is_skipped_with_its_reason(toy_data, tmp_path, capsys):
     out = tmp_path / "b"

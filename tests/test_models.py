@@ -57,3 +57,25 @@ def test_export_ships_weights_with_card(tmp_path, tiny_model, monkeypatch, capsy
     card = models.read_card("mine-x2")
     assert card["name"] == "mine-x2" and card["base"] == "basic" and card["step_lrs"] == [0.02, 0.01]
     assert models.available() == ["mine-x2"]
+
+
+def test_export_records_benchmark_scores_in_the_card(tmp_path, tiny_model, monkeypatch, capsys):
+    import json
+
+    from mzsr import models
+    from mzsr.cli import main
+
+    monkeypatch.setattr(models, "WEIGHTS_DIR", tmp_path / "weights")
+    cell = {"set": "Set5", "scenario": "gd2.0", "method": "mzsr1", "label": "MZSR(1)", "status": "done",
+            "psnr": 30.123456, "ssim": 0.9, "n_images": 5, "paper": {"psnr": 35.2, "ssim": 0.94}}
+    other = {**cell, "scenario": "gb1.3", "psnr": 20.0}
+    results = {"benchmark": {"scale": 2}, "cells": [cell, other],
+               "scenarios": {"gd2.0": {"model": "mine-x2"}, "gb1.3": {"model": "someone-else"}}}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    assert main(["train", "export", str(tiny_model), "--name", "mine-x2", "--results",
+                 str(tmp_path / "results.json")]) == 0
+    assert models.read_card("mine-x2")["benchmark"] == {
+        "Set5 gd2.0 x2": {"MZSR(1)": {"psnr": 30.1235, "ssim": 0.9, "images": 5, "paper_psnr": 35.2,
+                                      "paper_ssim": 0.94}}}
+    assert main(["train", "export", str(tiny_model), "--name", "x", "--results", str(tmp_path / "nope.json")]) == 2
+    assert "nope.json: not a readable benchmark results.json" in capsys.readouterr().err

@@ -97,6 +97,14 @@ def test_pretrain_resume_is_exact(train_dir, tmp_path):
     assert (tmp_path / "b/run.json").exists() and (tmp_path / "b/data.txt").read_text().count("img") == 3
 
 
+def test_pretrain_warm_start_from_weights(train_dir, tmp_path, tiny_model):
+    from mzsr.models import load_model
+    run_pretrain(pre_cfg(train_dir, tmp_path / "w", steps=0, init=str(tiny_model)))
+    start = load_checkpoint(tmp_path / "w/checkpoint.pt")["net"]
+    for k, v in load_model(tiny_model, "cpu").params.items():
+        assert torch.equal(start[k], v), k
+
+
 def test_validation_keeps_best_with_card(train_dir, tmp_path, data):
     run_pretrain(pre_cfg(train_dir, tmp_path / "v", steps=2, val_every=2, val_limit=1))
     card = json.loads((tmp_path / "v/best.json").read_text())

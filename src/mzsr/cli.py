@@ -127,6 +127,9 @@ def _train_parsers(sub) -> None:
     ex.add_argument("--base", help="shipped bicubic-pretrained model it started from (for --method finetune)")
     ex.add_argument("--notes", help="a sentence for the card: what this model is and is not")
     ex.add_argument("--step-lrs", type=float, nargs="+", help="replace the card's test-time step learning rates")
+    ex.add_argument("--results", type=Path, nargs="+", metavar="RESULTS_JSON",
+                    help="benchmark results.json files whose cells for this model go into the card, next to the "
+                         "paper (re-export a shipped model onto itself to add them)")
 
 
 def _plan_outputs(args) -> list[tuple[Path, Path]]:
@@ -257,9 +260,11 @@ def cmd_models(args) -> int:
 def cmd_benchmark(args) -> int:
     from .bench import run_benchmark
     from .bench.report import markdown, write_report
+    from .bench.runner import read_json, merge_results
 
     results = run_benchmark(args.out, args.sets, args.scenarios, args.methods, args.scale, args.model, args.limit,
                             args.repeats, args.seed, args.device, args.zssr_iters, args.curve_steps)
+    results = merge_results(read_json(args.out / "results.json"), results)
     index = write_report(results, args.out)
     print(markdown(results))
     print(f"report: {index}")
@@ -293,6 +298,13 @@ def main(argv=None) -> int:
             from .models import ship
 
             extra = {"step_lrs": args.step_lrs} if args.step_lrs else {}
+            if args.results:
+                from .bench.runner import model_scores, read_json
+                found = [read_json(f) for f in args.results]
+                bad = [str(f) for f, r in zip(args.results, found) if r is None]
+                if bad:
+                    raise ValueError(f"{', '.join(bad)}: not a readable benchmark results.json")
+                extra["benchmark"] = {k: v for r in found for k, v in model_scores(r, args.name).items()}
             print(ship(args.weights, args.name, args.base, args.notes, **extra))
             return 0
         cfg = build_config(args.config_cls, args)

@@ -21,3 +21,11 @@ def autocast(device: torch.device, precision: str = "fp32"):
         return contextlib.nullcontext()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def device_label(device) -> str:
+    """``cpu`` or ``cuda (<GPU name>)``: what timings were measured on, for reports."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type

@@ -30,7 +30,7 @@ def _seconds(cell: dict, repeats: int) -> str:
 def quality_table(results: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows: ours | paper | Δ for PSNR and SSIM, per (scenario, set, method)."""
     header = ["scenario", "set", "method", "images", "PSNR", "paper", "Δ", "SSIM", "paper", "Δ", "s / image"]
-    rows = []
+    here, rows = results["benchmark"]["device"], []
     for c in results["cells"]:
         head = [c["scenario"], c["set"], c["label"]]
         if c["status"] != "done":
@@ -40,18 +40,24 @@ def quality_table(results: dict) -> tuple[list[str], list[list[str]]]:
         rows.append(head + [str(c["n_images"]) + ("" if c["complete"] else " (part)"),
                             _num(c["psnr"], 2), _num(paper.get("psnr"), 2), _num(delta.get("psnr"), 2, True),
                             _num(c["ssim"], 4), _num(paper.get("ssim"), 4), _num(delta.get("ssim"), 4, True),
-                            _seconds(c, results["benchmark"]["repeats"])])
+                            _seconds(c, results["benchmark"]["repeats"])
+                            + ("" if c.get("device", here) == here else f" ({c['device']})")])
     return header, rows
 
 
 def speed_table(results: dict) -> tuple[list[str], list[list[str]]]:
-    """Seconds per image of each method, and the ZSSR / MZSR(10) time ratio."""
-    methods = results["methods"]
+    """Seconds per image of each method, marked with its device where that is not the run's, and the
+    ZSSR / MZSR(10) time ratio (same device only)."""
+    methods, here = results["methods"], results["benchmark"]["device"]
     header = ["set", "scenario"] + [m["label"] for m in methods.values()] + ["ZSSR / MZSR(10)"]
     rows = []
     for r in results["speed"]:
-        ratio = r["zssr_over_mzsr10"]
-        rows.append([r["set"], r["scenario"]] + [_secs(r["seconds"].get(m)) for m in methods]
+        ratio, devices = r["zssr_over_mzsr10"], r.get("devices", {})
+
+        def secs(m):
+            where = devices.get(m, here)
+            return _secs(r["seconds"].get(m)) + ("" if m not in r["seconds"] or where == here else f" ({where})")
+        rows.append([r["set"], r["scenario"]] + [secs(m) for m in methods]
                     + ["—" if ratio is None else f"{ratio:.1f}×"])
     return header, rows
 
@@ -74,7 +80,8 @@ def _title(results: dict) -> str:
 def _caption(results: dict) -> str:
     b = results["benchmark"]
     n = b["limit"]
-    limit = "all images" if n is None else f"the first {n} image{'s' if n > 1 else ''} of each set"
+    limit = ("all images" if n is None else "the images column's count" if n == "mixed"
+             else f"the first {n} image{'s' if n > 1 else ''} of each set")
     return (f"Y-channel PSNR (dB) / SSIM, shave {b['scale']} (spec §6), on {limit}; the paper's values are "
             f"whole-set means. {b['repeats']} timed run(s) per image on {b['device']} ({b['threads']} threads, "
             f"torch {b['torch']}).")

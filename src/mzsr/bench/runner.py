@@ -3,7 +3,9 @@
 Layout under the output folder (``<cell>`` = ``<set>/<scenario>-x<scale>``):
 ``inputs/<cell>/<stem>.png`` the degraded LR inputs; ``cells/<cell>/<method>/<stem>.png`` each SR output and
 ``<stem>.json`` its scores and seconds. A cached result is reused only when its ``key`` (the weights, seed,
-repeats, device… that produced it) matches the current run's. Scores follow spec §6 on uint8 RGB, shave = scale.
+repeats… that produced it) matches the current run's. The device is not part of the key: each result records
+the device it ran on, so that costly cells (ZSSR) computed on a GPU can join a CPU run; the speed table shows
+where each timing comes from and compares times only across one device. Scores follow spec §6 on uint8 RGB, shave = scale.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from tqdm import tqdm
 from ..io import atomic_write, write_image
 from ..metrics import psnr_y, ssim_y
 from ..models import Model, ModelError, default_model, load_model
-from ..runtime import pick_device
+from ..runtime import device_label, pick_device
 from .curve import psnr_vs_steps
 from .methods import Method, parse_method, run_method
 from .scenarios import (PAPER_SETS, Scenario, default_scenarios, degraded_input, get_scenario, ground_truth,
@@ -96,10 +98,8 @@ class Options:
     device: str = "cpu"
 
     def key(self, method: Method, weights: Weights) -> dict:
-        """Everything besides the inputs that a cached result of ``method`` depends on."""
+        """Everything besides the inputs and the device that a cached result of ``method`` depends on."""
         key = {"method": method.name, "repeats": self.repeats}
-        if method.kind != "bicubic":
-            key["device"] = torch.device(self.device).type
         if method.kind == "zssr":
             key.update(seed=self.seed, zssr_iters=self.zssr_iters)
         if method.needs_model:
@@ -109,7 +109,7 @@ class Options:
         return key
 
 
-def _read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -124,7 +124,7 @@ def run_cell(method: Method, lr: np.ndarray, gt: np.ndarray, scale: int, scenari
              opts: Options, base_path: Path, callback=None) -> dict:
     """One method on one image, ``opts.repeats`` times → ``base_path``.png (SR) and .json (psnr, ssim, seconds, key)."""
     png, js, key = base_path.with_suffix(".png"), base_path.with_suffix(".json"), opts.key(method, weights)
-    cached = _read_json(js)
+    cached = read_json(js)
     if cached is not None and cached.get("key") == key and png.is_file():
         return cached
     seconds, sr = [], None
@@ -138,7 +138,8 @@ def run_cell(method: Method, lr: np.ndarray, gt: np.ndarray, scale: int, scenari
         elif not np.array_equal(out, sr):  # e.g. nondeterministic GPU kernels; the first output is scored
             warnings.warn(f"{method.name} on {base_path.name}: repeated runs gave different outputs", stacklevel=2)
     write_image(png, sr)
-    record = {"psnr": psnr_y(sr, gt, scale), "ssim": ssim_y(sr, gt, scale), "seconds": seconds, "key": key}
+    record = {"psnr": psnr_y(sr, gt, scale), "ssim": ssim_y(sr, gt, scale), "seconds": seconds,
+              "device": device_label(opts.device), "key": key}
     write_json(js, record)
     return record
 
@@ -146,7 +147,8 @@ def run_cell(method: Method, lr: np.ndarray, gt: np.ndarray, scale: int, scenari
 def _summarise(cell: dict, records: list[dict], set_size: int, paper: dict | None) -> dict:
     """Means over the images; seconds per image as mean ± std over the repeats."""
     per_repeat = np.mean([r["seconds"] for r in records], axis=0)
-    cell.update(status="done", n_images=len(records), complete=len(records) == set_size,
+    devices = sorted({r["device"] for r in records})
+    cell.update(device=devices[0] if len(devices) == 1 else "mixed: " + ", ".join(devices),status="done", n_images=len(records), complete=len(records) == set_size,
                 psnr=float(np.mean([r["psnr"] for r in records])), ssim=float(np.mean([r["ssim"] for r in records])),
                 seconds=float(per_repeat.mean()), seconds_std=float(per_repeat.std()), paper=paper)
     cell["delta"] = None if paper is None else {"psnr": cell["psnr"] - paper["psnr"],
@@ -155,15 +157,18 @@ def _summarise(cell: dict, records: list[dict], set_size: int, paper: dict | Non
 
 
 def speed_rows(cells: list[dict]) -> list[dict]:
-    """Seconds per image of each method per (set, scenario), and how many times slower ZSSR is than MZSR(10)."""
+    """Seconds per image of each method (and its device) per (set, scenario), and how many times slower ZSSR
+    is than MZSR(10) — only where both ran on the same device, since a GPU/CPU ratio says nothing."""
     rows: dict[tuple[str, str], dict] = {}
     for c in cells:
         if c["status"] == "done":
-            rows.setdefault((c["set"], c["scenario"]), {"set": c["set"], "scenario": c["scenario"], "seconds": {}})
-            rows[(c["set"], c["scenario"])]["seconds"][c["method"]] = c["seconds"]
+            row = rows.setdefault((c["set"], c["scenario"]),
+                                  {"set": c["set"], "scenario": c["scenario"], "seconds": {}, "devices": {}})
+            row["seconds"][c["method"]], row["devices"][c["method"]] = c["seconds"], c["device"]
     for row in rows.values():
-        s = row["seconds"]
-        row["zssr_over_mzsr10"] = s["zssr"] / s["mzsr10"] if "zssr" in s and "mzsr10" in s else None
+        s, d = row["seconds"], row["devices"]
+        same = "zssr" in s and "mzsr10" in s and d["zssr"] == d["mzsr10"]
+        row["zssr_over_mzsr10"] = s["zssr"] / s["mzsr10"] if same else None
     return list(rows.values())
 
 
@@ -188,7 +193,8 @@ def run_scenario(out: Path, set_name: str, hrs: list[Path], set_size: int, scena
                                lambda i, loss: bar.set_postfix_str(f"{where} step {i + 1}"))
                 records[m.name].append({"image": hr.stem, "hr": str(hr), "lr": f"inputs/{here}/{hr.stem}.png",
                                         "sr": f"cells/{here}/{m.name}/{hr.stem}.png",
-                                        **{k: rec[k] for k in ("psnr", "ssim", "seconds")}})
+                                        **{k: rec[k] for k in ("psnr", "ssim", "seconds")},
+                                        "device": rec.get("device", "unknown")})
             bar.update()
     cells = []
     for m in methods:
@@ -209,7 +215,7 @@ def steps_curve(out: Path, set_name: str, scenario: Scenario, hr: Path, scale: i
     if weights.skip or weights.base_skip:
         return {**where, "skipped": weights.skip or weights.base_skip}
     key = {**where, "steps": steps, "scale": scale, **weights.prints, "device": torch.device(device).type}
-    cached = _read_json(out / "curve.json")
+    cached = read_json(out / "curve.json")
     if cached is not None and cached.get("key") == key:
         return cached
     lr = degraded_input(hr, scenario, scale, out / "inputs" / cell_dir(set_name, scenario, scale))
@@ -268,7 +274,7 @@ def run_benchmark(out, sets=PAPER_SETS, scenarios=None, methods=DEFAULT_METHODS,
                             opts.device)
     return {"benchmark": {"scale": scale, "sets": list(files), "scenarios": [s.id for s in scens],
                           "methods": [m.name for m in parsed], "limit": limit, "repeats": repeats, "seed": seed,
-                          "zssr_iters": zssr_iters, "device": opts.device, "torch": torch.__version__,
+                          "zssr_iters": zssr_iters, "device": device_label(opts.device), "torch": torch.__version__,
                           "threads": torch.get_num_threads()},
             "scenarios": {s.id: {**s.describe(), **_model_names(weights[s.id])} for s in scens},
             "methods": {m.name: {"label": m.label, "paper": m.paper_name, "description": m.describe()}
@@ -279,3 +285,42 @@ def run_benchmark(out, sets=PAPER_SETS, scenarios=None, methods=DEFAULT_METHODS,
 def _model_names(w: Weights) -> dict:
     return {"model": w.model.name if w.model else None, "base": w.base.name if w.base else None,
             "model_problem": w.skip or w.base_skip}
+
+
+def _union(*lists) -> list:
+    return list(dict.fromkeys(x for xs in lists for x in xs))
+
+
+def merge_results(previous: dict | None, results: dict) -> dict:
+    """``results`` plus the cells of an earlier run in the same folder that this run did not redo, so that a
+    report can grow scenario by scenario (e.g. a cheap method on a big set, a costly one on a few images).
+
+    Kept cells are not re-validated: after changing models, use a fresh folder (each scenario names its model).
+    A previous run at another scale is dropped.
+    """
+    if not previous or previous.get("benchmark", {}).get("scale") != results["benchmark"]["scale"]:
+        return results
+    ran = {(c["set"], c["scenario"], c["method"]) for c in results["cells"]}
+    pb, b = previous["benchmark"], results["benchmark"]
+    order = {k: _union(pb[k], b[k]) for k in ("sets", "scenarios", "methods")}
+    kept = [c for c in previous["cells"] if (c["set"], c["scenario"], c["method"]) not in ran]
+    cells = kept + results["cells"]
+    cells.sort(key=lambda c: (order["sets"].index(c["set"]), order["scenarios"].index(c["scenario"]),
+                              order["methods"].index(c["method"])))
+    return {**results, "benchmark": {**b, **order, "limit": b["limit"] if not kept or pb["limit"] == b["limit"] else "mixed"},
+            "scenarios": {**previous["scenarios"], **results["scenarios"]},
+            "methods": {m: {**previous["methods"], **results["methods"]}[m] for m in order["methods"]},
+            "cells": cells, "speed": speed_rows(cells), "curve": results["curve"] or previous.get("curve")}
+
+
+def model_scores(results: dict, name: str) -> dict:
+    """The finished cells of a benchmark that used model ``name`` (MZSR, and fine-tuning from its base), as
+    ``{"<set> <scenario> x<scale>": {method label: {psnr, ssim, images, paper}}}`` for the model's card."""
+    scale, out = results["benchmark"]["scale"], {}
+    for c in results["cells"]:
+        if c["status"] == "done" and results["scenarios"][c["scenario"]]["model"] == name:
+            paper = c["paper"] or {}
+            out.setdefault(f"{c['set']} {c['scenario']} x{scale}", {})[c["label"]] = {
+                "psnr": round(c["psnr"], 4), "ssim": round(c["ssim"], 4), "images": c["n_images"],
+                "paper_psnr": paper.get("psnr"), "paper_ssim": paper.get("ssim")}
+    return out

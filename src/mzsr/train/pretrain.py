@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..models import save_model
+from ..models import load_model, save_model
 from ..net import SRNet
 from ..runtime import autocast, pick_device
 from ..schedules import RELEASE_STEP_LRS, pretrain_lr
@@ -41,6 +41,7 @@ class PretrainConfig:
     run_dir: str = "runs/pretrain-x2"
     channels: int = 64
     depth: int = 8
+    init: str = ""  # warm start (a .safetensors path or shipped model name), e.g. ×4 from the ×2 weights
 
 
 def run(cfg: PretrainConfig, resume: bool = False) -> Path:
@@ -53,6 +54,8 @@ def run(cfg: PretrainConfig, resume: bool = False) -> Path:
         prepare_run_dir(run_dir, dataclasses.asdict(cfg), files, resume)
     sampler, rng = make_sampler(files, cfg.patch, cfg.seed)
     net = SRNet(cfg.channels, cfg.depth).to(device)
+    if cfg.init:
+        net.load_state_dict(load_model(cfg.init, device).params)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
