@@ -54,7 +54,7 @@ def row(name: str, r: dict) -> str:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sets", nargs="+", default=["Set14", "Urban100"])
+    p.add_argument("--sets", nargs="*", default=["Set14", "Urban100"])
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--estimator", default=DEFAULT_ESTIMATOR)

@@ -2,12 +2,13 @@
 import numpy as np
 import pytest
 import scipy.ndimage
+import torch
 from PIL import Image
 from scipy.io import loadmat
 
 import mzsr
 from mzsr.degrade import degrade
-from mzsr.estimate import DEFAULT_ESTIMATOR, ESTIMATORS, estimate_kernel, get_estimator
+from mzsr.estimate import DEFAULT_ESTIMATOR, ESTIMATORS, estimate_kernel, get_estimator, kernelgan
 from mzsr.kernels import gaussian_kernel
 from mzsr.models import load_model
 
@@ -59,6 +60,80 @@ def test_wide_and_narrow_blur_are_told_apart(one_torch_thread):
         lr = np.round(degrade(hr, gaussian_kernel(var), 2)) / 255.0
         found[var] = size(estimate_kernel(lr, 2, model, max_evals=12))
     assert found[4.0] > 2 * found[0.4], found
+
+
+@pytest.fixture
+def texture64(rng):
+    """A 64×64 RGB texture in [0, 1]: the smallest image KernelGAN's 64-pixel crops fit."""
+    return scipy.ndimage.gaussian_filter(rng.random((64, 64, 3)), (0.7, 0.7, 0))
+
+
+def assert_centred_kernel(k: np.ndarray, side: int) -> None:
+    assert k.shape == (side, side) and np.all(np.isfinite(k))
+    assert k.min() >= 0 and k.sum() == pytest.approx(1.0)
+    assert np.abs(np.array(scipy.ndimage.center_of_mass(k)) - side // 2).max() < 0.5
+
+
+def test_kernelgan_is_selectable_and_returns_a_centred_kernel(texture64, tiny_model, one_torch_thread):
+    model = load_model(tiny_model)
+    assert "kernelgan" in ESTIMATORS and DEFAULT_ESTIMATOR == "mzsr_search"
+    assert get_estimator("kernelgan") is kernelgan.estimate
+    k = estimate_kernel(texture64, 2, model, estimator="kernelgan", iterations=3)
+    assert_centred_kernel(k, 21)
+    with pytest.raises(ValueError, match="too small"):
+        estimate_kernel(texture64[:60], 2, model, estimator="kernelgan")
+    with pytest.raises(ValueError, match="not ×3"):
+        estimate_kernel(texture64, 3, model, estimator="kernelgan")
+
+
+def test_kernelgan_is_repeatable(texture64, tiny_model, one_torch_thread):
+    model = load_model(tiny_model)
+
+    def run(seed):
+        return get_estimator("kernelgan")(texture64, 2, model, iterations=3, seed=seed)
+
+    assert np.array_equal(run(0), run(0))
+    assert not np.array_equal(run(0), run(1))
+
+
+def test_kernelgan_generator_is_its_kernel():
+    """G (its 64-channel layers) equals correlating with the extracted 13×13 kernel, keeping every second pixel
+    from the first full window; so does the shortcut the training takes (the kernel applied per channel)."""
+    torch.manual_seed(0)
+    g = kernelgan.Generator().double()
+    with torch.no_grad():  # well-scaled weights, so that the comparison is not between tiny numbers
+        for conv in g.convs:
+            conv.weight.normal_(0, conv.weight[0].numel() ** -0.5)
+    x = torch.rand(3, 1, 40, 43, dtype=torch.float64)
+    k = g.kernel().detach()
+    assert k.shape == (13, 13) and g.support == 13
+    with torch.no_grad():
+        out = g(x).numpy()
+        via_kernel = kernelgan._KernelGAN.downscale(x.transpose(0, 1), k).transpose(0, 1).numpy()
+    half = 13 // 2  # scipy centres the kernel: the first full window is centred on pixel 6
+    expected = np.stack([scipy.ndimage.correlate(c[0], k.numpy())[half:-half:2, half:-half:2] for c in x.numpy()])
+    assert out.shape == (3, 1, 14, 16) and np.abs(out).max() > 0.1
+    assert np.allclose(out[:, 0], expected, rtol=0, atol=1e-12)
+    assert np.allclose(via_kernel, out, rtol=0, atol=1e-12)
+
+
+def test_x4_kernel_is_two_x2_degradations(rng):
+    k2 = rng.random((5, 5))  # asymmetric: a flipped or transposed derivation fails
+    k2 /= k2.sum()
+    img = rng.random((96, 96))
+    twice = degrade(degrade(img, k2, 2), k2, 2)
+    k4 = kernelgan.x4_from_x2(k2)
+    assert k4.shape == (13, 13) and k4.sum() == pytest.approx(1.0)
+    assert np.allclose(degrade(img, k4, 4)[3:-3, 3:-3], twice[3:-3, 3:-3], rtol=0, atol=1e-12)
+
+
+def test_kernelgan_x4_is_the_wider_derived_kernel(texture64, tiny_model, one_torch_thread):
+    model = load_model(tiny_model)
+    k2 = estimate_kernel(texture64, 2, model, estimator="kernelgan", iterations=3)
+    k4 = estimate_kernel(texture64, 4, model, estimator="kernelgan", iterations=3)
+    assert_centred_kernel(k4, 41)
+    assert np.allclose(k4, kernelgan.fit(kernelgan.x4_from_x2(k2), 41))
+    assert size(k4) > 2 * size(k2)
 
 
 def test_upscale_estimate_equals_upscale_with_the_resolved_kernel(texture, tiny_model, one_torch_thread):

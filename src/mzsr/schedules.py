@@ -15,6 +15,8 @@ RELEASE_STEP_LRS = {
 STEP_LR_CANDIDATES = {
     "inner-loop": [0.01],  # the meta-training inner step size, kept for every step
     "release-direct-x2": RELEASE_STEP_LRS["direct-x2"],
+    "release-bicubic-x2": RELEASE_STEP_LRS["bicubic-x2"],
+    "release-direct-x4": RELEASE_STEP_LRS["direct-x4"],
     "decaying": [0.01, 0.01, 0.005, 0.005, 0.0025],
     "half": [0.005],
     "double-first": [0.02, 0.005],
@@ -84,3 +86,40 @@ ESTIMATE_MAX_EVALS = 32  # candidates scored in all (coarse grid + local refinem
 ESTIMATE_LOG_STEP = 0.35  # first refinement step on log-size and log-elongation (×1.42 on the variances)
 ESTIMATE_ANGLE_STEP = 3.141592653589793 / 8  # first refinement step on θ
 ESTIMATE_MIN_LOG_STEP = 0.05  # refinement stops below this step (variances within ~5%)
+
+
+# KernelGAN (mzsr.estimate.kernelgan; Bell-Kligler, Shocher & Irani, NeurIPS 2019): the paper's and its
+# release's settings. Images are on KernelGAN's [-1, 1] scale, which the bicubic-closeness threshold assumes.
+KERNELGAN_ITERATIONS = 3000
+KERNELGAN_G_LR = 2e-4
+KERNELGAN_D_LR = 2e-4
+KERNELGAN_BETAS = (0.5, 0.999)  # Adam, both nets
+KERNELGAN_LR_DECAY_EVERY = 750  # iterations between divisions of both learning rates …
+KERNELGAN_LR_DECAY = 10.0  # … by this
+KERNELGAN_G_LAYERS = (7, 5, 3, 1, 1, 1)  # G's filter sizes: a deep linear net, so a 13×13 kernel at ×2
+KERNELGAN_G_CHANNELS = 64
+KERNELGAN_G_INIT_GAIN = 0.1  # Xavier-normal gain: G starts near the zero kernel, the bicubic loss pulls it up
+KERNELGAN_D_LAYERS = 7  # D: one 7×7 conv, 5 × (1×1 conv, BatchNorm, ReLU), one 1×1 conv to the sigmoid map
+KERNELGAN_D_KERNEL = 7  # D's receptive field: the patch size whose distribution it compares
+KERNELGAN_D_CHANNELS = 64
+KERNELGAN_G_CROP = 64  # side of G's input crops; G's output (26 px at ×2) sets the side of D's real crops
+KERNELGAN_NOISE = 1 / 255  # σ on the [0, 1] scale added to D's inputs, real and fake, so quantisation won't tell
+KERNELGAN_GRAD_WINDOW = 5  # crop sampling: gradient maps are box-averaged over this, their edges this wide zeroed
+KERNELGAN_GRAD_TOP = 0.97  # … and only the strongest 3% of gradients count
+KERNELGAN_W_BICUBIC = 5.0  # loss weights: G's output against MATLAB-bicubic downscaling (the start only) …
+KERNELGAN_W_SUM_TO_ONE = 0.5  # … |1 − Σk|
+KERNELGAN_W_BOUNDARIES = 0.5  # … mean |k · mask|, the mask non-zero on the outer ring only
+KERNELGAN_W_SPARSITY = 5.0  # … mean |k|^0.2, switched on with the next one once the bicubic weight has decayed
+KERNELGAN_W_CENTRALISATION = 1.0  # … mean squared offset of k's centre of mass from the block centre
+KERNELGAN_SPARSITY_POWER = 0.2
+KERNELGAN_BOUNDARY_WIDTH = 2  # pixels of the kernel's outer ring that the boundaries loss penalises …
+KERNELGAN_BOUNDARY_SCALE = 30.0  # … with 30·(1 − exp(−r²/2σ²)), σ the kernel's side
+KERNELGAN_BICUBIC_CLOSE = 0.4  # G is "close to bicubic" once its bicubic MSE is below this …
+KERNELGAN_BICUBIC_CLOSE_TIMES = 3  # … this many iterations in a row; from then on …
+KERNELGAN_BICUBIC_DECAY_EVERY = 200  # … every this many iterations …
+KERNELGAN_BICUBIC_DECAY = 100.0  # … the bicubic weight is divided by this …
+KERNELGAN_BICUBIC_MIN = 5e-6  # … down to this
+KERNELGAN_PRIORS_BELOW = 5e-3  # sparsity and centralisation join once the bicubic weight is below this
+KERNELGAN_KEEP_LARGEST = 40  # final kernel: values below 0.75 × its 41st largest are noise, zeroed
+KERNELGAN_KEEP_FRACTION = 0.75
+KERNELGAN_X4_KERNEL_SIZE = 41  # the ×4 kernel k ⊛ k↑2 has 5× k's variance: ±4σ of a ×2 variance of 5

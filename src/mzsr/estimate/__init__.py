@@ -10,9 +10,9 @@ import numpy as np
 
 from ..kernels import check_kernel
 from ..models import Model
-from . import mzsr_search
+from . import kernelgan, mzsr_search
 
-ESTIMATORS = {"mzsr_search": mzsr_search.estimate}
+ESTIMATORS = {"mzsr_search": mzsr_search.estimate, "kernelgan": kernelgan.estimate}
 DEFAULT_ESTIMATOR = "mzsr_search"
 
 
