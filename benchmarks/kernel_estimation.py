@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from mzsr import upscale
+from mzsr.bench.scenarios import read_rgb
 from mzsr.degrade import degrade, quantize
 from mzsr.estimate import DEFAULT_ESTIMATOR, estimate_kernel
 from mzsr.io import data_root
@@ -28,11 +28,6 @@ from mzsr.models import load_model
 from mzsr.runtime import pick_device
 
 COLUMNS = ("bicubic", "assume bicubic", "estimated", "true")
-
-
-def rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
 
 
 def restore(lr: np.ndarray, gt: np.ndarray, k_true: np.ndarray, model, steps: int, estimator: str) -> dict:
@@ -48,8 +43,8 @@ def restore(lr: np.ndarray, gt: np.ndarray, k_true: np.ndarray, model, steps: in
 
 
 def row(name: str, r: dict) -> str:
-    return (f"| {name} | " + " | ".join(f"{r[c]:.2f}" for c in COLUMNS)
-            + f" | {r['estimated'] - r['true']:+.2f} | {r['estimated'] - r['assume bicubic']:+.2f} | {r['seconds']:.1f} |")
+    gaps = f"{r['estimated'] - r['true']:+.2f} | {r['estimated'] - r['assume bicubic']:+.2f}"
+    return f"| {name} | " + " | ".join(f"{r[c]:.2f}" for c in COLUMNS) + f" | {gaps} | {r['seconds']:.1f} |"
 
 
 def main():
@@ -72,7 +67,7 @@ def main():
         files = sorted((data_root() / "benchmark" / set_name / "HR").glob("*.png"))[: args.limit]
         rows = []
         for i, f in enumerate(files):
-            gt = modcrop(rgb(f), 2)
+            gt = modcrop(read_rgb(f), 2)
             k_true = load_kernel(krk / "gt_k_x2" / f"kernel_{i + 1}.mat")
             rows.append(restore(quantize(degrade(gt, k_true, 2, "direct")), gt, k_true, model, args.steps,
                                 args.estimator))
@@ -80,8 +75,8 @@ def main():
         mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
         print(row(f"**{set_name} mean ({len(rows)})**", mean), flush=True)
     for f in [] if args.no_div2krk else sorted((krk / "gt").glob("*.png")):
-        gt = modcrop(rgb(f), 2)
-        lr = rgb(krk / "lr_x2" / f.name)
+        gt = modcrop(read_rgb(f), 2)
+        lr = read_rgb(krk / "lr_x2" / f.name)
         k_true = load_kernel(krk / "gt_k_x2" / f"kernel_{f.stem.split('_')[-1]}.mat")
         print(row(f"DIV2KRK/{f.stem} (its own LR)", restore(lr, gt, k_true, model, args.steps, args.estimator)),
               flush=True)

@@ -23,6 +23,11 @@ def _secs(value) -> str:
     return "—" if value is None else f"{value:.3g}"
 
 
+def _elsewhere(device: str, here: str) -> str:
+    """`` (device)`` after a time measured on another device than the run's, else nothing."""
+    return "" if device == here else f" ({device})"
+
+
 def _seconds(cell: dict, repeats: int) -> str:
     return _secs(cell["seconds"]) + (f" ± {cell['seconds_std']:.2g}" if repeats > 1 else "")
 
@@ -40,8 +45,7 @@ def quality_table(results: dict) -> tuple[list[str], list[list[str]]]:
         rows.append(head + [str(c["n_images"]) + ("" if c["complete"] else " (part)"),
                             _num(c["psnr"], 2), _num(paper.get("psnr"), 2), _num(delta.get("psnr"), 2, True),
                             _num(c["ssim"], 4), _num(paper.get("ssim"), 4), _num(delta.get("ssim"), 4, True),
-                            _seconds(c, results["benchmark"]["repeats"])
-                            + ("" if c.get("device", here) == here else f" ({c['device']})")])
+                            _seconds(c, results["benchmark"]["repeats"]) + _elsewhere(c.get("device", here), here)])
     return header, rows
 
 
@@ -53,11 +57,8 @@ def speed_table(results: dict) -> tuple[list[str], list[list[str]]]:
     rows = []
     for r in results["speed"]:
         ratio, devices = r["zssr_over_mzsr10"], r.get("devices", {})
-
-        def secs(m):
-            where = devices.get(m, here)
-            return _secs(r["seconds"].get(m)) + ("" if m not in r["seconds"] or where == here else f" ({where})")
-        rows.append([r["set"], r["scenario"]] + [secs(m) for m in methods]
+        rows.append([r["set"], r["scenario"]]
+                    + [_secs(r["seconds"].get(m)) + _elsewhere(devices.get(m, here), here) for m in methods]
                     + ["—" if ratio is None else f"{ratio:.1f}×"])
     return header, rows
 

@@ -5,7 +5,8 @@ Layout under the output folder (``<cell>`` = ``<set>/<scenario>-x<scale>``):
 ``<stem>.json`` its scores and seconds. A cached result is reused only when its ``key`` (the weights, seed,
 repeats… that produced it) matches the current run's. The device is not part of the key: each result records
 the device it ran on, so that costly cells (ZSSR) computed on a GPU can join a CPU run; the speed table shows
-where each timing comes from and compares times only across one device. Scores follow spec §6 on uint8 RGB, shave = scale.
+where each timing comes from and compares times only across one device. Scores follow spec §6 on uint8 RGB,
+shave = scale.
 """
 from __future__ import annotations
 
@@ -148,7 +149,8 @@ def _summarise(cell: dict, records: list[dict], set_size: int, paper: dict | Non
     """Means over the images; seconds per image as mean ± std over the repeats."""
     per_repeat = np.mean([r["seconds"] for r in records], axis=0)
     devices = sorted({r["device"] for r in records})
-    cell.update(device=devices[0] if len(devices) == 1 else "mixed: " + ", ".join(devices),status="done", n_images=len(records), complete=len(records) == set_size,
+    cell.update(status="done", device=devices[0] if len(devices) == 1 else "mixed: " + ", ".join(devices),
+                n_images=len(records), complete=len(records) == set_size,
                 psnr=float(np.mean([r["psnr"] for r in records])), ssim=float(np.mean([r["ssim"] for r in records])),
                 seconds=float(per_repeat.mean()), seconds_std=float(per_repeat.std()), paper=paper)
     cell["delta"] = None if paper is None else {"psnr": cell["psnr"] - paper["psnr"],
@@ -307,7 +309,8 @@ def merge_results(previous: dict | None, results: dict) -> dict:
     cells = kept + results["cells"]
     cells.sort(key=lambda c: (order["sets"].index(c["set"]), order["scenarios"].index(c["scenario"]),
                               order["methods"].index(c["method"])))
-    return {**results, "benchmark": {**b, **order, "limit": b["limit"] if not kept or pb["limit"] == b["limit"] else "mixed"},
+    limit = b["limit"] if not kept or pb["limit"] == b["limit"] else "mixed"
+    return {**results, "benchmark": {**b, **order, "limit": limit},
             "scenarios": {**previous["scenarios"], **results["scenarios"]},
             "methods": {m: {**previous["methods"], **results["methods"]}[m] for m in order["methods"]},
             "cells": cells, "speed": speed_rows(cells), "curve": results["curve"] or previous.get("curve")}
