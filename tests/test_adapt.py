@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from mzsr.adapt import (adapt, forward_tiled, l1_grad_tiled, make_son, super_resolve, to_image, to_tensor,
-                        upsample)
+from mzsr.adapt import (adapt, back_project, forward_tiled, l1_grad_tiled, make_son, super_resolve, to_image,
+                        to_tensor, upsample)
 from mzsr.degrade import degrade_torch
+from mzsr.kernels import gaussian_kernel
 from mzsr.net import SRNet
 
 
@@ -67,6 +68,20 @@ def test_zero_steps_and_split_steps(net):
         assert torch.allclose(ten[name], rest[name], atol=1e-6)
 
 
+def test_per_layer_step_lrs(net):
+    lr, k = torch.rand(1, 3, 24, 24), torch.ones(3, 3) / 9
+    p0 = params_of(net)
+    frozen = "convs.3.weight"
+    per_layer = [{name: (0.0 if name == frozen else 0.02) for name in p0}, {name: 0.01 for name in p0}]
+    got = adapt(net, p0, lr, k, 2, "direct", 3, per_layer)
+    want = adapt(net, p0, lr, k, 2, "direct", 3, [0.02, 0.01])  # same rates, but every layer moves
+    assert torch.equal(adapt(net, p0, lr, k, 2, "direct", 1, per_layer)[frozen], p0[frozen])
+    assert not torch.equal(got[frozen], p0[frozen])  # steps 2 and 3 move it (the last entry repeats)
+    same_rates = [{name: 0.02 for name in p0}, {name: 0.01 for name in p0}]
+    for name, value in adapt(net, p0, lr, k, 2, "direct", 3, same_rates).items():
+        assert torch.allclose(value, want[name], atol=1e-7)
+
+
 def test_super_resolve_size_and_conversions(net):
     img = np.random.default_rng(0).integers(0, 256, (9, 7, 3)).astype(np.uint8)
     t = to_tensor(img)
@@ -74,3 +89,21 @@ def test_super_resolve_size_and_conversions(net):
     sr = super_resolve(net, params_of(net), t, 2)
     assert sr.shape == (1, 3, 18, 14) and sr.min() >= 0 and sr.max() <= 1
     assert upsample(t, (18, 14)).shape == sr.shape
+
+
+@pytest.mark.parametrize("kernel, downsample", [(gaussian_kernel(2.0, size=11), "direct"), (None, "bicubic")])
+def test_back_projection_reduces_reconstruction_error(kernel, downsample):
+    yy, xx = np.mgrid[0:16, 0:20]
+    board = ((yy // 5 + xx // 5) % 2) * 0.8 + 0.1
+    lr = torch.from_numpy(np.stack([board, 1 - board, 0.5 + 0 * board])).float()[None]
+    k = None if kernel is None else torch.as_tensor(kernel, dtype=torch.float32)
+    sr = upsample(lr, (32, 40))
+
+    def error(img):
+        return (degrade_torch(img, k, 2, downsample) - lr).abs().mean().item()
+
+    before = error(sr)
+    after_two = error(back_project(sr, lr, k, 2, downsample, 2))
+    after_ten = error(back_project(sr, lr, k, 2, downsample, 10))
+    assert after_two < 0.7 * before
+    assert after_ten < after_two

@@ -61,7 +61,9 @@ def test_method_names_scenarios_and_paper_lookup():
     assert (m.kind, m.steps, m.paper_name) == ("mzsr", 7, "MZSR(7)")
     assert not parse_method("finetune10").adam and parse_method("finetune100").adam
     assert parse_method("finetune100").paper_name is None and parse_method("zssr").paper_name == "ZSSR"
-    for bad in ("mzsr", "srcnn", "finetune-1", "mzsr1x"):
+    bp = parse_method("mzsr10bp2")
+    assert (bp.kind, bp.steps, bp.back_projection, bp.paper_name, bp.label) == ("mzsr", 10, 2, None, "MZSR(10)+BP2")
+    for bad in ("mzsr", "srcnn", "finetune-1", "mzsr1x", "finetune10bp2", "mzsrbp2"):
         with pytest.raises(ValueError, match="unknown method"):
             parse_method(bad)
     ani = get_scenario("gdani")
@@ -138,9 +140,8 @@ def test_scores_agree_with_an_independent_scorer_and_runs_resume(toy_data, tiny_
 
 def test_a_report_grows_run_by_run_in_one_folder(toy_data, tmp_path, capsys):
     out = tmp_path / "b"
-    assert bench(capsys, out, "--sets", "Set5", "--scenarios", "gd2.0", "--methods", "bicubic")[0] == 0
-    assert bench(capsys, out, "--sets", "Set5", "--scenarios", "gdani", "gd2.0", "--methods", "bicubic", "--limit",
-                 1)[0] == 0
+    assert bench(capsys, out, "--sets", "Set5", "--scenarios", "gd2.0", "--methods", "bicubic", "--limit", 1)[0] == 0
+    assert bench(capsys, out, "--sets", "Set5", "--scenarios", "gdani", "--methods", "bicubic", "--limit", 1)[0] == 0
     results = load_results(out)
     assert [(c["scenario"], c["n_images"]) for c in results["cells"]] == [("gd2.0", 1), ("gdani", 1)]
     assert results["benchmark"]["limit"] == 1
@@ -148,19 +149,59 @@ def test_a_report_grows_run_by_run_in_one_folder(toy_data, tmp_path, capsys):
     results = load_results(out)
     assert [(c["scenario"], c["n_images"]) for c in results["cells"]] == [("gd2.0", 1), ("gdani", 1), ("gd0.2", 3)]
     assert results["benchmark"]["limit"] == "mixed" and "the images column's count" in (out / "table.md").read_text()
+    # a later run of more images of a cell pools with the images it already has
+    assert bench(capsys, out, "--sets", "Set5", "--scenarios", "gd2.0", "--methods", "bicubic", "--limit", 2)[0] == 0
+    assert [c["n_images"] for c in load_results(out)["cells"]] == [2, 1, 3]
     assert bench(capsys, out, "--sets", "Set5", "--scenarios", "gd2.0", "-s", 4, "--methods", "bicubic")[0] == 0
     assert [c["scenario"] for c in load_results(out)["cells"]] == ["gd2.0"]  # another scale starts afresh
 
 
-def test_a_missing_model_is_skipped_with_its_reason(toy_data, tmp_path, capsys):
+def test_shards_run_apart_pool_into_the_whole_set(toy_data, tmp_path, capsys):
+    whole, parts = tmp_path / "whole", [tmp_path / f"shard{k}" for k in range(2)]
+    argv = ("--sets", "Set5", "--scenarios", "gd2.0", "--methods", "bicubic", "mzsr0", "--curve-steps", 0)
+    assert bench(capsys, whole, *argv)[0] == 0
+    for k, part in enumerate(parts):
+        assert bench(capsys, part, *argv, "--shard", f"{k}/2")[0] == 0
+    assert [i["image"] for i in load_results(parts[0])["cells"][0]["images"]] == ["img_0", "img_2"]
+    assert bench(capsys, tmp_path / "pooled", "--merge", *parts)[0] == 0
+    pooled, ref = load_results(tmp_path / "pooled"), load_results(whole)
+    assert pooled["benchmark"]["limit"] is None
+    for got, want in zip(pooled["cells"], ref["cells"]):
+        assert got["complete"] and [i["image"] for i in got["images"]] == ["img_0", "img_1", "img_2"]
+        assert got["psnr"] == pytest.approx(want["psnr"], abs=1e-9)
+    assert (tmp_path / "pooled" / "grid-gd2.0.png").is_file()
+    assert (tmp_path / "pooled" / pooled["cells"][1]["images"][1]["sr"]).is_file()
+
+
+def test_pooled_shards_count_the_whole_set_here(toy_data, tmp_path, capsys, monkeypatch):
+    part = tmp_path / "part" / "benchmark" / "Set5" / "HR"
+    part.mkdir(parents=True)
+    shutil.copy(toy_data / "img_2.png", part)
+    monkeypatch.setenv("MZSR_DATA", str(tmp_path / "part"))  # a machine that holds one image of the set
+    assert bench(capsys, tmp_path / "s", "--sets", "Set5", "--scenarios", "gd2.0", "--methods", "bicubic")[0] == 0
+    assert load_results(tmp_path / "s")["cells"][0]["complete"]
+    monkeypatch.setenv("MZSR_DATA", str(toy_data.parents[2]))
+    assert bench(capsys, tmp_path / "pooled", "--merge", tmp_path / "s")[0] == 0
+    cell = load_results(tmp_path / "pooled")["cells"][0]
+    assert (cell["n_images"], cell["set_size"], cell["complete"]) == (1, 3, False)
+    assert load_results(tmp_path / "pooled")["benchmark"]["limit"] == "mixed"
+    assert "1 (part)" in (tmp_path / "pooled" / "table.md").read_text()
+
+
+def test_runs_with_other_settings_do_not_pool(toy_data, tmp_path, capsys):
     out = tmp_path / "b"
-    rc, err = bench(capsys, out, "--sets", "Set5", "--scenarios", "gd2.0", "-s", 3, "--limit", 1,
-                    "--methods", "bicubic", "mzsr1", "finetune1")
-    assert rc == 0, err
-    bicubic, mzsr1, finetune1 = load_results(out)["cells"]
-    assert bicubic["status"] == "done" and bicubic["paper"] is None
-    assert mzsr1["status"] == finetune1["status"] == "skipped" and "no shipped model for ×3" in mzsr1["reason"]
-    assert "skipped" in load_results(out)["curve"] and "skipped: no shipped model" in (out / "table.md").read_text()
+    argv = ("--sets", "Set5", "--scenarios", "gd2.0", "--methods", "bicubic")
+    assert bench(capsys, out, *argv, "--shard", "0/2")[0] == 0
+    assert bench(capsys, out, *argv, "--shard", "1/2", "--repeats", 2)[0] == 0
+    assert [i["image"] for i in load_results(out)["cells"][0]["images"]] == ["img_1"]
+
+
+def test_bad_shards_are_one_line_errors(toy_data, tmp_path, capsys):
+    rc, err = bench(capsys, tmp_path / "b", "--methods", "bicubic", "--shard", "2/2")
+    assert rc == 2 and "0 ≤ K < N" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        bench(capsys, tmp_path / "b", "--methods", "bicubic", "--shard", "1-2")
+    assert "expected K/N such as 0/4, got '1-2'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,problem", [(["--methods", "srcnn"], "unknown method 'srcnn'"),

@@ -14,7 +14,7 @@ from PIL import Image
 from mzsr.net import SRNet
 from mzsr.schedules import multi_step_weights
 from mzsr.train.loop import load_checkpoint
-from mzsr.train.meta import MetaConfig, task_losses
+from mzsr.train.meta import MetaConfig, card_step_lrs, init_step_lrs, task_losses
 from mzsr.train.meta import run as run_meta
 from mzsr.train.pretrain import PretrainConfig
 from mzsr.train.pretrain import run as run_pretrain
@@ -69,6 +69,29 @@ def test_meta_gradient_matches_finite_differences():
     assert any(not torch.allclose(a, b, rtol=1e-3) for a, b in zip(grads, first))
 
 
+def test_learned_step_lrs_gradient_matches_finite_differences():
+    torch.manual_seed(1)
+    net = SRNet(channels=3, depth=2).double()
+    params = dict(net.named_parameters())
+    task = tiny_task(seed=1)
+    rates = torch.rand(2, len(params), dtype=torch.float64) * 0.5 + 0.2
+
+    def objective(r):
+        return sum(task_losses(net, params, task, 2, r, second_order=True))
+
+    r = rates.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(objective(r), [r])
+    eps = 1e-6
+    for i in range(2):
+        for j in range(len(params)):
+            up, down = rates.clone(), rates.clone()
+            up[i, j] += eps
+            down[i, j] -= eps
+            fd = (objective(up).item() - objective(down).item()) / (2 * eps)
+            assert grad[i, j].item() == pytest.approx(fd, rel=1e-4, abs=1e-8)
+    assert grad.abs().min() > 0  # every rate of every step matters
+
+
 def test_multi_step_weights_anneal():
     assert multi_step_weights(0, 5) == pytest.approx([0.2] * 5)
     end = multi_step_weights(10_000, 5, anneal_steps=3300)
@@ -121,15 +144,60 @@ def meta_args(init, run_dir, **kw):
     return {**args, **kw}
 
 
-def test_meta_resume_is_exact(train_dir, tmp_path, tiny_model):
+@pytest.mark.parametrize("learn", [False, True])
+def test_meta_resume_is_exact(train_dir, tmp_path, tiny_model, learn):
     cfg = lambda d, steps: MetaConfig(**meta_args(str(tiny_model), str(tmp_path / d), steps=steps,  # noqa: E731
-                                                  train_dirs=[str(train_dir)]))
+                                                  train_dirs=[str(train_dir)], learn_step_lrs=learn))
     run_meta(cfg("a", 3))
     run_meta(cfg("b", 2))
     run_meta(cfg("b", 3), resume=True)
     a, b = load_checkpoint(tmp_path / "a/checkpoint.pt"), load_checkpoint(tmp_path / "b/checkpoint.pt")
     for k in a["net"]:
         assert torch.equal(a["net"][k], b["net"][k]), k
+    if learn:
+        assert torch.equal(a["step_lrs"], b["step_lrs"])
+
+
+def test_learned_step_lrs_move_and_ship_in_the_card(train_dir, tmp_path, tiny_model, data):
+    from mzsr.models import load_model
+
+    run_dir = tmp_path / "l"
+    run_meta(MetaConfig(**meta_args(str(tiny_model), str(run_dir), steps=2, val_every=2, val_limit=1, val_crop=32,
+                                    val_steps=[1], train_dirs=[str(train_dir)], learn_step_lrs=True,
+                                    inner_lr=0.01, meta_lr=1e-3)))
+    rates = load_checkpoint(run_dir / "checkpoint.pt")["step_lrs"]
+    assert rates.shape == (2, len(load_model(tiny_model).params)) and (rates >= 0).all()
+    assert not torch.allclose(rates, torch.full_like(rates, 0.01))  # Adam moved them
+    model = load_model(run_dir / "best.safetensors")
+    assert len(model.step_lrs) == 2 and set(model.step_lrs[0]) == set(model.params)
+    net = SRNet(**{k: v for k, v in model.card["arch"].items()})
+    assert card_step_lrs(net, None, MetaConfig(test_step_lrs=[0.02])) == [0.02]
+    assert init_step_lrs(net, MetaConfig()) is None
+    from mzsr import upscale
+    from mzsr.cli import _describe_step_lrs
+
+    assert _describe_step_lrs(model.step_lrs).startswith("learned per layer, mean per step [")
+    img = (np.random.default_rng(0).random((24, 20, 3)) * 255).astype(np.uint8)
+    assert upscale(img, 2, kernel="iso:1.0", steps=3, model=model, device="cpu").shape == (48, 40, 3)
+
+
+def test_rates_alone_for_frozen_weights(train_dir, tmp_path, tiny_model):
+    from mzsr.models import load_model
+
+    run_dir = tmp_path / "f"
+    run_meta(MetaConfig(**meta_args(str(tiny_model), str(run_dir), steps=2, inner_steps=1, first_order=True,
+                                    train_dirs=[str(train_dir)], learn_step_lrs=True, freeze_weights=True,
+                                    meta_lr=1e-3, test_step_lrs=[0.01, 0.005, 0.002])))
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    for k, v in load_model(tiny_model).params.items():
+        assert torch.equal(state["net"][k], v), k
+    assert not torch.allclose(state["step_lrs"], torch.full_like(state["step_lrs"], 0.01))
+    net = SRNet(channels=8, depth=3)
+    lrs = card_step_lrs(net, torch.full((1, 6), 0.03), MetaConfig(test_step_lrs=[0.01, 0.005, 0.002]))
+    assert isinstance(lrs[0], dict) and lrs[1:] == [0.005, 0.002]  # learned step first, then the schedule
+    with pytest.raises(ValueError, match="freeze_weights needs learn_step_lrs"):
+        run_meta(MetaConfig(**meta_args(str(tiny_model), str(tmp_path / "g"), train_dirs=[str(train_dir)],
+                                        freeze_weights=True)))
 
 
 def cli(*args):
@@ -191,7 +259,7 @@ def single_and_ddp(args: list, tmp_path, port: int):
                           "--master_port", str(port), "-m", "mzsr.cli", *map(str, args),
                           "--run-dir", str(tmp_path / "two")], capture_output=True, text=True, env=env)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    return load_checkpoint(tmp_path / "one/checkpoint.pt")["net"], load_checkpoint(tmp_path / "two/checkpoint.pt")["net"]
+    return load_checkpoint(tmp_path / "one/checkpoint.pt"), load_checkpoint(tmp_path / "two/checkpoint.pt")
 
 
 def assert_same_update(one: dict, two: dict, init: dict) -> None:
@@ -205,8 +273,11 @@ def test_meta_ddp_gloo_two_processes_equal_single_process(train_dir, tmp_path, t
 
     one, two = single_and_ddp(["train", "meta", "--init", tiny_model, "--train-dirs", train_dir, "--patch", 16,
                                "--meta-batch", 2, "--n-train", 2, "--n-test", 2, "--kernel-size", 7,
-                               "--inner-steps", 2, "--steps", 1, "--val-every", 0, "--device", "cpu"], tmp_path, 29531)
-    assert_same_update(one, two, load_model(tiny_model).params)
+                               "--inner-steps", 2, "--steps", 1, "--val-every", 0, "--device", "cpu",
+                               "--learn-step-lrs", "true", "--meta-lr", "1e-3"], tmp_path, 29531)
+    assert_same_update(one["net"], two["net"], load_model(tiny_model).params)
+    assert not torch.allclose(one["step_lrs"], torch.full_like(one["step_lrs"], 0.01))
+    assert torch.allclose(one["step_lrs"], two["step_lrs"], atol=1e-7)  # the learned rates are averaged too
 
 
 def test_pretrain_ddp_gloo_two_processes_equal_single_process(train_dir, tmp_path):
@@ -214,7 +285,7 @@ def test_pretrain_ddp_gloo_two_processes_equal_single_process(train_dir, tmp_pat
                                "--channels", 8, "--depth", 3, "--steps", 1, "--val-every", 0, "--device", "cpu"],
                               tmp_path, 29532)
     torch.manual_seed(0)  # the seed the run uses (config default): its initial weights
-    assert_same_update(one, two, SRNet(8, 3).state_dict())
+    assert_same_update(one["net"], two["net"], SRNet(8, 3).state_dict())
 
 
 def test_tune_step_lrs_ranks_candidates_on_validation(tiny_model, data):

@@ -189,21 +189,6 @@ def test_self_ensemble_median_averages_the_middle_two():
     torch.testing.assert_close(out, torch.full_like(x, 3.5))
 
 
-@pytest.mark.parametrize("kernel, downsample", [(gaussian_kernel(2.0, size=11), "direct"), (None, "bicubic")])
-def test_back_projection_reduces_reconstruction_error(kernel, downsample):
-    lr = as_tensor(checker_image(16, 20))
-    k = None if kernel is None else torch.as_tensor(kernel, dtype=torch.float32)
-    sr = Z.upsample(lr, (32, 40))
-
-    def error(img):
-        return (Z.degrade_torch(img, k, 2, downsample) - lr).abs().mean().item()
-
-    before = error(sr)
-    after_two = error(Z.back_project(sr, lr, k, 2, downsample, 2))
-    after_ten = error(Z.back_project(sr, lr, k, 2, downsample, 10))
-    assert after_two < 0.7 * before
-    assert after_ten < after_two
-
 
 def test_training_reduces_whole_image_reconstruction_error():
     lr = as_tensor(checker_image(24, 24))

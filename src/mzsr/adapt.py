@@ -104,10 +104,11 @@ def l1_grad_tiled(net, params, x: torch.Tensor, target: torch.Tensor, tile: int 
 
 
 def adapt(net, params: dict, lr: torch.Tensor, kernel: torch.Tensor | None, scale: int, downsample: str,
-          steps: int, step_lrs: list[float], tile: int | None = AUTO_TILE_TRAIN, callback=None,
+          steps: int, step_lrs: list, tile: int | None = AUTO_TILE_TRAIN, callback=None,
           first_step: int = 0, precision: str = "fp32") -> dict:
     """``steps`` plain-SGD steps on the whole image (no crops, no augmentation); returns new weights.
 
+    ``step_lrs``: per step, one rate or a ``{parameter name: rate}`` dict (see ``schedules.step_lr``).
     ``first_step`` offsets the learning-rate schedule, so that adapting 1 step and then 9 more equals 10 steps.
     """
     if steps == 0:
@@ -118,11 +119,21 @@ def adapt(net, params: dict, lr: torch.Tensor, kernel: torch.Tensor | None, scal
     for i in range(first_step, first_step + steps):
         loss, grads = l1_grad_tiled(net, params, x, lr, tile, precision)
         with torch.no_grad():
-            a = step_lr(step_lrs, i)
-            params = {k: (p - a * grads[k]).requires_grad_(True) for k, p in params.items()}
+            params = {k: (p - step_lr(step_lrs, i, k) * grads[k]).requires_grad_(True)
+                      for k, p in params.items()}
         if callback is not None:
             callback(i, loss)
     return {k: v.detach() for k, v in params.items()}
+
+
+def back_project(sr: torch.Tensor, lr: torch.Tensor, kernel: torch.Tensor | None, scale: int, downsample: str,
+                 iters: int) -> torch.Tensor:
+    """Push ``sr`` towards consistency with the degradation model, degrade(sr) ≈ lr: ``iters`` times, add the
+    bicubic-upsampled residual (ZSSR's last step; also an option after MZSR's adaptation)."""
+    for _ in range(iters):
+        residual = lr - degrade_torch(sr, kernel, scale, downsample)
+        sr = sr + upsample(residual, sr.shape[-2:])
+    return sr
 
 
 def super_resolve(net, params: dict, lr: torch.Tensor, scale: int, tile: int | None = AUTO_TILE_INFER,
@@ -133,9 +144,11 @@ def super_resolve(net, params: dict, lr: torch.Tensor, scale: int, tile: int | N
 
 
 def zero_shot(net, params: dict, lr_img: np.ndarray, kernel: np.ndarray | None, scale: int, downsample: str,
-              steps: int, step_lrs: list[float], device="cpu", tile_train: int | None = AUTO_TILE_TRAIN,
-              tile_infer: int | None = AUTO_TILE_INFER, callback=None, precision: str = "fp32") -> np.ndarray:
-    """The whole meta-test on one ``(h, w, 3)`` image on 0..255: adapt, then super-resolve.
+              steps: int, step_lrs: list, device="cpu", tile_train: int | None = AUTO_TILE_TRAIN,
+              tile_infer: int | None = AUTO_TILE_INFER, callback=None, precision: str = "fp32",
+              back_projection: int = 0) -> np.ndarray:
+    """The whole meta-test on one ``(h, w, 3)`` image on 0..255: adapt, super-resolve, then ``back_projection``
+    iterations of :func:`back_project` (0: the paper's MZSR).
 
     Returns ``(h·s, w·s, 3)`` float32 in [0, 1], unrounded, so that 16-bit outputs keep their precision.
     """
@@ -144,4 +157,6 @@ def zero_shot(net, params: dict, lr_img: np.ndarray, kernel: np.ndarray | None, 
     adapted = adapt(net, params, lr, k, scale, downsample, steps, step_lrs, tile_train, callback,
                     precision=precision)
     sr = super_resolve(net, adapted, lr, scale, tile_infer, precision)
+    if back_projection:
+        sr = back_project(sr, lr, k, scale, downsample, back_projection).clamp_(0, 1)
     return sr.squeeze(0).permute(1, 2, 0).cpu().numpy()

@@ -78,7 +78,8 @@ def resolve_kernel(image: np.ndarray, kernel=None, scale: int = 2, model: str | 
 
 def upscale(image: np.ndarray, scale: int = 2, kernel=None, steps: int = 10, method: str = "mzsr",
             model: str | Model | None = None, downsample: str | None = None, device: str = "auto",
-            tile: int | None = None, callback=None, estimator: str | None = None) -> np.ndarray:
+            tile: int | None = None, callback=None, estimator: str | None = None,
+            back_projection: int = 0) -> np.ndarray:
     """Super-resolve one image ×``scale`` by zero-shot adaptation to its blur ``kernel``.
 
     ``image``: ``(H, W)``, ``(H, W, 2|3|4)`` array, uint8, uint16, or float in [0, 1]; the result has the same
@@ -88,12 +89,16 @@ def upscale(image: np.ndarray, scale: int = 2, kernel=None, steps: int = 10, met
     with ``estimator`` (see ``resolve_kernel``) and the model. ``method``: ``mzsr`` (meta-learned weights),
     ``finetune`` (the same steps from the bicubic-pretrained weights), ``bicubic`` or ``zssr``.
     ``downsample``: the son's subsampling, ``direct`` or ``bicubic``; by default the model's.
-    ``callback(step, loss)`` is called after each adaptation step.
+    ``callback(step, loss)`` is called after each adaptation step. ``back_projection`` > 0 (``mzsr`` and
+    ``finetune``) ends with that many back-projection iterations, which pull the output towards reproducing the
+    input under the kernel (not in the paper's MZSR; ZSSR always ends so).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
-    if steps < 0:
-        raise ValueError(f"steps must be ≥ 0, got {steps}")
+    if steps < 0 or back_projection < 0:
+        raise ValueError(f"steps and back_projection must be ≥ 0, got {steps} and {back_projection}")
+    if back_projection and method not in ("mzsr", "finetune"):
+        raise ValueError(f"back_projection applies to mzsr and finetune, not {method}")
     rgb, alpha, gray, peak = _split(image)
     dtype = np.asarray(image).dtype
     dev = pick_device(device)
@@ -117,7 +122,7 @@ def upscale(image: np.ndarray, scale: int = 2, kernel=None, steps: int = 10, met
         weights = model if method == "mzsr" else load_model(model.card["base"], dev)
         tiles = {} if tile is None else {"tile_train": tile, "tile_infer": tile}
         sr = _adapt.zero_shot(weights.net, weights.params, rgb * 255.0, k, scale, downsample, steps,
-                              model.step_lrs, dev, callback=callback, **tiles)
+                              model.step_lrs, dev, callback=callback, back_projection=back_projection, **tiles)
     up_alpha = None if alpha is None else imresize(alpha, out_shape=sr.shape[:2])
     return _join(np.asarray(sr, dtype=np.float64), up_alpha, gray, peak, dtype)
 

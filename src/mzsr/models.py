@@ -36,7 +36,8 @@ class Model:
         return self.card["downsample"]
 
     @property
-    def step_lrs(self) -> list[float]:
+    def step_lrs(self) -> list:
+        """Test-time rate per step: a number, or a ``{parameter name: rate}`` dict for learned per-layer rates."""
         return list(self.card["step_lrs"])
 
 

@@ -23,9 +23,12 @@ STEP_LR_CANDIDATES = {
 }
 
 
-def step_lr(step_lrs: list[float], i: int) -> float:
-    """Learning rate of test-time step ``i``: the list's last value repeats beyond its end."""
-    return step_lrs[min(i, len(step_lrs) - 1)]
+def step_lr(step_lrs: list, i: int, name: str) -> float:
+    """Learning rate of parameter ``name`` at test-time step ``i``. Each entry of ``step_lrs`` is one rate for
+    every parameter, or a ``{name: rate}`` dict (learned per layer, MAML++'s LSLR); the last entry repeats
+    beyond the list's end."""
+    rate = step_lrs[min(i, len(step_lrs) - 1)]
+    return float(rate[name]) if isinstance(rate, dict) else float(rate)
 
 
 # Benchmark fine-tuning baseline: from this many steps on, Adam on the whole image (SGD with the schedule above

@@ -13,8 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .adapt import forward_tiled, make_son, to_tensor, upsample
-from .degrade import degrade_torch
+from .adapt import back_project, forward_tiled, make_son, to_tensor, upsample
 from .net import SRNet
 from .schedules import (ZSSR_AFFINE_MAX_SHEAR, ZSSR_AFFINE_MIN_ZOOM, ZSSR_BACKPROJECTION_ITERS_BICUBIC,
                         ZSSR_BACKPROJECTION_ITERS_KERNEL, ZSSR_CROP, ZSSR_LR, ZSSR_LR_CHECK_EVERY,
@@ -46,15 +45,6 @@ def self_ensemble(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tens
     outs = torch.stack([undo_dihedral(forward(dihedral(x, i)), i) for i in range(N_DIHEDRAL)])
     middle = outs.sort(dim=0).values[N_DIHEDRAL // 2 - 1: N_DIHEDRAL // 2 + 1]
     return middle.mean(dim=0)
-
-
-def back_project(sr: torch.Tensor, lr: torch.Tensor, kernel: torch.Tensor | None, scale: int, downsample: str,
-                 iters: int) -> torch.Tensor:
-    """Push ``sr`` towards consistency with the degradation model: degrade(sr) ≈ lr."""
-    for _ in range(iters):
-        residual = lr - degrade_torch(sr, kernel, scale, downsample)
-        sr = sr + upsample(residual, sr.shape[-2:])
-    return sr
 
 
 def should_drop_lr(iters: Sequence[float], errors: Sequence[float], factor: float = ZSSR_LR_SLOPE_FACTOR) -> bool:

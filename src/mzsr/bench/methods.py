@@ -1,4 +1,5 @@
-"""The compared methods, by name: ``bicubic``, ``zssr``, ``mzsrN`` and ``finetuneN`` (N adaptation steps).
+"""The compared methods, by name: ``bicubic``, ``zssr``, ``mzsrN`` and ``finetuneN`` (N adaptation steps), and
+``mzsrNbpB``: MZSR(N) then B back-projection iterations (an addition of ours, not a row of the paper).
 
 ``mzsrN`` adapts the meta-learned weights, ``finetuneN`` the bicubic-pretrained weights they started from (the
 model card's ``base``), both on the whole image. Fine-tuning with fewer than ``ADAM_FROM_STEPS`` steps uses the
@@ -22,7 +23,7 @@ from ..models import Model
 from ..schedules import ADAM_FROM_STEPS, FINETUNE_ADAM_LR
 from ..zssr import zssr
 
-_STEPPED = re.compile(r"(mzsr|finetune)(\d+)")
+_STEPPED = re.compile(r"(mzsr|finetune)(\d+)|mzsr(\d+)bp(\d+)")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Method:
     name: str
     kind: str  # "bicubic" | "zssr" | "mzsr" | "finetune"
     steps: int = 0
+    back_projection: int = 0
 
     @property
     def needs_model(self) -> bool:
@@ -42,12 +44,16 @@ class Method:
     @property
     def paper_name(self) -> str | None:
         """The method's row in the paper's tables (fine-tuning has none)."""
+        if self.back_projection:
+            return None
         return {"bicubic": "Bicubic", "zssr": "ZSSR", "mzsr": f"MZSR({self.steps})"}.get(self.kind)
 
     @property
     def label(self) -> str:
         if self.kind == "finetune":
             return f"Fine-tune({self.steps}{', Adam' if self.adam else ''})"
+        if self.back_projection:
+            return f"MZSR({self.steps})+BP{self.back_projection}"
         return self.paper_name
 
     def describe(self) -> str:
@@ -57,7 +63,8 @@ class Method:
             return "a fresh net trained on the image alone (spec §8)"
         steps = f"{self.steps} whole-image step{'' if self.steps == 1 else 's'}"
         if self.kind == "mzsr":
-            return f"{steps} of SGD from the meta-learned weights (the model's step lrs)"
+            bp = f", then {self.back_projection} back-projection iterations" if self.back_projection else ""
+            return f"{steps} of SGD from the meta-learned weights (the model's step lrs){bp}"
         rule = f"Adam lr {FINETUNE_ADAM_LR:g}" if self.adam else "SGD, the model's step lrs"
         return f"{steps} from the bicubic-pretrained weights ({rule})"
 
@@ -67,7 +74,10 @@ def parse_method(name: str) -> Method:
         return Method(name, name)
     m = _STEPPED.fullmatch(name)
     if m is None:
-        raise ValueError(f"unknown method '{name}' (bicubic, zssr, mzsrN or finetuneN, N = steps)")
+        raise ValueError(f"unknown method '{name}' (bicubic, zssr, mzsrN, finetuneN or mzsrNbpB: N steps, "
+                         "B back-projection iterations)")
+    if m.group(1) is None:
+        return Method(name, "mzsr", int(m.group(3)), int(m.group(4)))
     return Method(name, m.group(1), int(m.group(2)))
 
 
@@ -98,4 +108,5 @@ def run_method(method: Method, lr: np.ndarray, scale: int, kernel: np.ndarray, d
         return quantize(255.0 * zssr(lr / 255.0, scale, kernel, downsample, device, callback, zssr_iters, seed))
     if method.adam:
         return finetune_adam(base, lr, kernel, scale, downsample, method.steps, device, callback=callback)
-    return upscale(lr, scale, kernel, method.steps, method.kind, model, downsample, device, callback=callback)
+    return upscale(lr, scale, kernel, method.steps, method.kind, model, downsample, device, callback=callback,
+                   back_projection=method.back_projection)

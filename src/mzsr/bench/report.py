@@ -9,10 +9,10 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from ..io import atomic_write
+from ..io import ImageError, atomic_write
 from .figures import comparison_grid, steps_plot
 from .runner import write_json
-from .scenarios import ground_truth, read_rgb
+from .scenarios import ground_truth, hr_files, read_rgb
 
 
 def _num(value, digits: int, signed: bool = False) -> str:
@@ -108,8 +108,19 @@ def _steps_figure(results: dict, out: Path) -> str | None:
     return "steps.png"
 
 
+def _local_hr(set_name: str, record: dict) -> Path | None:
+    """The record's HR image in this machine's $MZSR_DATA (its recorded path may be another machine's)."""
+    try:
+        return next(p for p in hr_files(set_name) if p.stem == record["image"])
+    except (ImageError, StopIteration):
+        return Path(record["hr"]) if Path(record["hr"]).is_file() else None
+
+
 def _grid_figures(results: dict, out: Path) -> list[tuple[str, str]]:
-    """One grid per scenario, on the first image of the first set: [(scenario, file name)]."""
+    """One grid per scenario, on the first image of the first set: [(scenario, file name)].
+
+    Outputs no longer in the folder (pooled from elsewhere, or not kept) leave their panel out.
+    """
     scale, first_set = results["benchmark"]["scale"], results["benchmark"]["sets"][0]
     grids = []
     for scenario in results["benchmark"]["scenarios"]:
@@ -118,12 +129,16 @@ def _grid_figures(results: dict, out: Path) -> list[tuple[str, str]]:
                 and (c["set"], c["scenario"]) == (first_set, scenario)]
         if not done:
             continue
-        first = done[0]["images"][0]
-        panels = [(f"{c['label']}\n{c['images'][0]['psnr']:.2f} dB", read_rgb(out / c["images"][0]["sr"]))
-                  for c in done]
+        first = min((c["images"][0] for c in done), key=lambda i: i["image"])
+        shown = [(c, i) for c in done for i in c["images"][:1] if i["image"] == first["image"]
+                 and (out / i["sr"]).is_file()]
+        hr = _local_hr(first_set, first)
+        if not shown or hr is None or not (out / first["lr"]).is_file():
+            continue
+        panels = [(f"{c['label']}\n{i['psnr']:.2f} dB", read_rgb(out / i["sr"])) for c, i in shown]
         name = f"grid-{scenario}.png"
-        comparison_grid(out / name, read_rgb(out / first["lr"]), ground_truth(Path(first["hr"]), scale), panels,
-                        scale, f"{first_set} {scenario} {first['image']} ×{scale}")
+        comparison_grid(out / name, read_rgb(out / first["lr"]), ground_truth(hr, scale), panels, scale,
+                        f"{first_set} {scenario} {first['image']} ×{scale}")
         grids.append((scenario, name))
     return grids
 

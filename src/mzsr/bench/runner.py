@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..io import atomic_write, write_image
+from ..io import ImageError, atomic_write, write_image
 from ..metrics import psnr_y, ssim_y
 from ..models import Model, ModelError, default_model, load_model
 from ..runtime import device_label, pick_device
@@ -150,7 +151,7 @@ def _summarise(cell: dict, records: list[dict], set_size: int, paper: dict | Non
     per_repeat = np.mean([r["seconds"] for r in records], axis=0)
     devices = sorted({r["device"] for r in records})
     cell.update(status="done", device=devices[0] if len(devices) == 1 else "mixed: " + ", ".join(devices),
-                n_images=len(records), complete=len(records) == set_size,
+                n_images=len(records), set_size=set_size, complete=len(records) == set_size,
                 psnr=float(np.mean([r["psnr"] for r in records])), ssim=float(np.mean([r["ssim"] for r in records])),
                 seconds=float(per_repeat.mean()), seconds_std=float(per_repeat.std()), paper=paper)
     cell["delta"] = None if paper is None else {"psnr": cell["psnr"] - paper["psnr"],
@@ -229,29 +230,37 @@ def steps_curve(out: Path, set_name: str, scenario: Scenario, hr: Path, scale: i
     return curve
 
 
-def _check_counts(limit, repeats, zssr_iters, curve_steps) -> None:
+def _check_counts(limit, repeats, zssr_iters, curve_steps, shard) -> None:
     for name, value, least in (("limit", limit, 1), ("repeats", repeats, 1), ("zssr_iters", zssr_iters, 1),
                                ("curve_steps", curve_steps, 0)):
         if value is not None and value < least:
             raise ValueError(f"{name} must be ≥ {least}, got {value}")
+    if shard is not None and not 0 <= shard[0] < shard[1]:
+        raise ValueError(f"shard K/N needs 0 ≤ K < N, got {shard[0]}/{shard[1]}")
+
+
+def select_images(files: list[Path], shard: tuple[int, int] | None) -> list[Path]:
+    """Shard ``(k, n)`` keeps every n-th image from the k-th: n runs (processes, machines) share a set."""
+    return files if shard is None else files[shard[0]::shard[1]]
 
 
 def run_benchmark(out, sets=PAPER_SETS, scenarios=None, methods=DEFAULT_METHODS, scale: int = 2, model=None,
                   limit: int | None = None, repeats: int = 1, seed: int = 0, device: str = "auto",
-                  zssr_iters: int | None = None, curve_steps: int = 20) -> dict:
+                  zssr_iters: int | None = None, curve_steps: int = 20, shard: tuple[int, int] | None = None) -> dict:
     """Score ``methods`` on the first ``limit`` images of each set under each scenario; returns the results.
 
     ``scenarios`` default to the paper's for the scale; ``model`` (name, path or ``Model``) defaults to the
     shipped model for the scale and each scenario's subsampling. Methods whose model is missing are reported
     as skipped. ``seed`` seeds ZSSR (the other methods are deterministic); ``zssr_iters`` caps its training.
     ``curve_steps`` > 0 adds the PSNR-versus-steps data on the first image of the first set, under the first
-    scenario that has its models, when a model-based method is benchmarked.
+    scenario that has its models, when a model-based method is benchmarked. ``shard`` ``(k, n)`` runs only
+    every n-th of those images from the k-th; :func:`merge_results` joins the shards' results.
     """
     out = Path(out)
-    _check_counts(limit, repeats, zssr_iters, curve_steps)
+    _check_counts(limit, repeats, zssr_iters, curve_steps, shard)
     parsed = [parse_method(m) for m in dict.fromkeys(methods)]
     scens = [get_scenario(s) for s in dict.fromkeys(scenarios or default_scenarios(scale))]
-    files = {s: hr_files(s, limit) for s in dict.fromkeys(sets)}
+    files = {s: select_images(hr_files(s, limit), shard) for s in dict.fromkeys(sets)}
     set_sizes = {s: len(hr_files(s)) for s in files}
     opts = Options(repeats, seed, zssr_iters, str(pick_device(device)))
     if model is not None and not isinstance(model, Model):
@@ -275,7 +284,8 @@ def run_benchmark(out, sets=PAPER_SETS, scenarios=None, methods=DEFAULT_METHODS,
         curve = steps_curve(out, first_set, first, files[first_set][0], scale, weights[first.id], curve_steps,
                             opts.device)
     return {"benchmark": {"scale": scale, "sets": list(files), "scenarios": [s.id for s in scens],
-                          "methods": [m.name for m in parsed], "limit": limit, "repeats": repeats, "seed": seed,
+                          "methods": [m.name for m in parsed], "limit": limit, "shard": shard and list(shard),
+                          "repeats": repeats, "seed": seed,
                           "zssr_iters": zssr_iters, "device": device_label(opts.device), "torch": torch.__version__,
                           "threads": torch.get_num_threads()},
             "scenarios": {s.id: {**s.describe(), **_model_names(weights[s.id])} for s in scens},
@@ -285,35 +295,108 @@ def run_benchmark(out, sets=PAPER_SETS, scenarios=None, methods=DEFAULT_METHODS,
 
 
 def _model_names(w: Weights) -> dict:
+    prints = w.prints if w.model else {"model": None, "base": None}
     return {"model": w.model.name if w.model else None, "base": w.base.name if w.base else None,
-            "model_problem": w.skip or w.base_skip}
+            "model_problem": w.skip or w.base_skip,
+            "digests": {k: v and v["sha256"] for k, v in prints.items()}}
 
 
 def _union(*lists) -> list:
     return list(dict.fromkeys(x for xs in lists for x in xs))
 
 
-def merge_results(previous: dict | None, results: dict) -> dict:
-    """``results`` plus the cells of an earlier run in the same folder that this run did not redo, so that a
-    report can grow scenario by scenario (e.g. a cheap method on a big set, a costly one on a few images).
+CELL_FIELDS = ("set", "scenario", "method", "label", "paper_method")
 
-    Kept cells are not re-validated: after changing models, use a fresh folder (each scenario names its model).
-    A previous run at another scale is dropped.
+
+def _same_settings(previous: dict, results: dict, cell: dict) -> bool:
+    """Whether ``cell``'s images in two runs came from the same weights and settings, so they can be pooled.
+
+    Runs written before digests were recorded count as compatible: the folder's one-model rule covers them.
+    """
+    pb, b = previous["benchmark"], results["benchmark"]
+    if pb.get("repeats") != b.get("repeats"):
+        return False
+    if cell["method"].startswith("zssr") and (pb.get("seed"), pb.get("zssr_iters")) != (b.get("seed"),
+                                                                                          b.get("zssr_iters")):
+        return False
+    old, new = (r["scenarios"].get(cell["scenario"], {}).get("digests") for r in (previous, results))
+    return old is None or new is None or cell["method"] == "bicubic" or old == new
+
+
+def _pool(old: dict, new: dict) -> dict:
+    """One cell from two runs' images of the same (set, scenario, method); ``new``'s win where both have one."""
+    have = {i["image"] for i in new["images"]}
+    images = sorted([i for i in old["images"] if i["image"] not in have] + new["images"], key=lambda i: i["image"])
+    cell = {k: new[k] for k in CELL_FIELDS}
+    return {**_summarise(cell, images, new["set_size"], new["paper"]), "images": images}
+
+
+def merge_results(previous: dict | None, results: dict) -> dict:
+    """``results`` plus what an earlier run in the same folder measured and this run did not, so that a report
+    can grow scenario by scenario (a cheap method on a big set, a costly one on a few images) and image by image
+    (shards of a set run by several processes or machines).
+
+    A cell this run also measured keeps the earlier run's other images when both used the same weights and
+    settings (else this run's cell replaces it). A previous run at another scale is dropped.
     """
     if not previous or previous.get("benchmark", {}).get("scale") != results["benchmark"]["scale"]:
         return results
-    ran = {(c["set"], c["scenario"], c["method"]) for c in results["cells"]}
+    new = {(c["set"], c["scenario"], c["method"]): c for c in results["cells"]}
     pb, b = previous["benchmark"], results["benchmark"]
     order = {k: _union(pb[k], b[k]) for k in ("sets", "scenarios", "methods")}
-    kept = [c for c in previous["cells"] if (c["set"], c["scenario"], c["method"]) not in ran]
-    cells = kept + results["cells"]
+    cells, grown = [], False
+    for c in previous["cells"]:
+        here = (c["set"], c["scenario"], c["method"])
+        if here not in new:
+            cells.append(c)
+        elif "set_size" in new[here] and c["status"] == new[here]["status"] == "done" and \
+                _same_settings(previous, results, c):
+            new[here], grown = _pool(c, new[here]), True
+    cells += new.values()
     cells.sort(key=lambda c: (order["sets"].index(c["set"]), order["scenarios"].index(c["scenario"]),
                               order["methods"].index(c["method"])))
-    limit = b["limit"] if not kept or pb["limit"] == b["limit"] else "mixed"
-    return {**results, "benchmark": {**b, **order, "limit": limit},
+    merged = len(cells) > len(results["cells"]) or grown
+    limit = b["limit"] if not merged or pb["limit"] == b["limit"] else "mixed"
+    if all(c["complete"] for c in cells if c["status"] == "done"):
+        limit = None
+    return {**results, "benchmark": {**b, **order, "limit": limit, "shard": None if merged else b.get("shard")},
             "scenarios": {**previous["scenarios"], **results["scenarios"]},
             "methods": {m: {**previous["methods"], **results["methods"]}[m] for m in order["methods"]},
             "cells": cells, "speed": speed_rows(cells), "curve": results["curve"] or previous.get("curve")}
+
+
+def _recount(results: dict) -> dict:
+    """Set sizes as this machine's $MZSR_DATA has them: shards run on machines that held part of a set."""
+    sizes = {}
+    for name in results["benchmark"]["sets"]:
+        try:
+            sizes[name] = len(hr_files(name))
+        except ImageError:
+            pass
+    cells = [{**c, "set_size": sizes[c["set"]], "complete": c["n_images"] == sizes[c["set"]]}
+             if c["status"] == "done" and c["set"] in sizes else c for c in results["cells"]]
+    limit = results["benchmark"]["limit"]
+    if all(c["complete"] for c in cells if c["status"] == "done"):
+        limit = None
+    elif limit is None:
+        limit = "mixed"
+    return {**results, "benchmark": {**results["benchmark"], "limit": limit}, "cells": cells}
+
+
+def pool_folders(out: Path, sources: list[Path]) -> dict:
+    """Fold the benchmark folders ``sources`` (e.g. shards run on other machines) into ``out``: their cached
+    inputs and outputs are copied in and their results merged, in order (later ones win); each set's size is
+    then taken from this machine's data, which holds the whole set."""
+    out, results = Path(out), read_json(Path(out) / "results.json")
+    for src in map(Path, sources):
+        found = read_json(src / "results.json")
+        if found is None or "cells" not in found:
+            raise ValueError(f"{src}: no benchmark results.json there")
+        for tree in ("inputs", "cells"):
+            if (src / tree).is_dir():
+                shutil.copytree(src / tree, out / tree, dirs_exist_ok=True)
+        results = merge_results(results, found)
+    return _recount(results)
 
 
 def model_scores(results: dict, name: str) -> dict:

@@ -27,7 +27,7 @@ def make_sampler(files: list[Path], patch: int, seed: int) -> tuple[PatchSampler
     return PatchSampler(load_images(files), patch, rng), rng
 
 
-def make_card(name: str, scale: int, downsample: str, step_lrs: list[float], net: SRNet, config: dict,
+def make_card(name: str, scale: int, downsample: str, step_lrs: list, net: SRNet, config: dict,
               files: list[Path], step: int, wall_s: float, curve: list[dict], metrics: dict, **extra) -> dict:
     conv = net.convs[0]
     return {

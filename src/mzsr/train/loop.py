@@ -123,12 +123,13 @@ def save_training(path: Path, net, opt, rng: np.random.Generator, progress: dict
 
 
 def resume_training(path: Path, net, opt, rng: np.random.Generator) -> dict:
-    """Load a checkpoint into ``net``, ``opt`` and ``rng``; returns the progress (step, best, curve, wall)."""
+    """Load a checkpoint into ``net``, ``opt`` and ``rng``; returns the progress saved with it (step, best,
+    curve, wall and whatever else the stage keeps)."""
     state = load_checkpoint(path)
     net.load_state_dict(state["net"])
     opt.load_state_dict(state["opt"])
     set_rng_state(rng, state["rng"])
-    return {k: state[k] for k in ("step", "best", "curve", "wall")}
+    return {k: v for k, v in state.items() if k not in ("net", "opt", "rng", "config")}
 
 
 class RunLog:

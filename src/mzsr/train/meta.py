@@ -3,7 +3,8 @@
 The meta-gradient is exact second order: the inner updates are kept in the graph
 (``torch.autograd.grad(create_graph=True)``) and the network runs on the fast weights through
 ``torch.func.functional_call``. ``first_order`` (or ``first_order_steps`` for a warm-up) drops the second-order
-terms, which is cheaper per step.
+terms, which is cheaper per step. ``learn_step_lrs`` learns one inner learning rate per parameter tensor and
+inner step with the weights (MAML++'s LSLR); the model's card then carries them as its test-time rates.
 """
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ class MetaConfig:
     kernel_size: int = 15
     inner_steps: int = 5
     inner_lr: float = 0.01
+    learn_step_lrs: bool = False  # LSLR: per-layer, per-step inner rates, learned from inner_lr
+    freeze_weights: bool = False  # with learn_step_lrs: learn only the rates, for weights already meta-trained
     meta_lr: float = 1e-4
     first_order: bool = False
     first_order_steps: int = 0  # first-order warm-up iterations before exact second order
@@ -67,29 +70,51 @@ def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.to(dtype) - b.to(dtype)).abs().mean()
 
 
-def task_losses(net: SRNet, params: dict, task, inner_steps: int, inner_lr: float,
+def task_losses(net: SRNet, params: dict, task, inner_steps: int, inner_lr: float | torch.Tensor,
                 second_order: bool) -> list[torch.Tensor]:
-    """D_te losses after each of the inner SGD steps taken on D_tr, differentiable w.r.t. ``params``."""
+    """D_te losses after each of the inner SGD steps taken on D_tr, differentiable w.r.t. ``params`` (and
+    ``inner_lr`` when it is a learned ``(inner_steps, len(params))`` tensor of per-step, per-parameter rates)."""
     (x_tr, y_tr), (x_te, y_te) = task
     fast = dict(params)
     losses = []
-    for _ in range(inner_steps):
+    for i in range(inner_steps):
         loss = l1(functional_forward(net, fast, x_tr), y_tr)
         grads = torch.autograd.grad(loss, list(fast.values()), create_graph=second_order)
-        fast = {k: w - inner_lr * g for (k, w), g in zip(fast.items(), grads)}
+        rates = inner_lr[i] if torch.is_tensor(inner_lr) else [inner_lr] * len(grads)
+        fast = {k: w - a * g for (k, w), a, g in zip(fast.items(), rates, grads)}
         losses.append(l1(functional_forward(net, fast, x_te), y_te))
     return losses
 
 
+def init_step_lrs(net: SRNet, cfg: MetaConfig) -> torch.Tensor | None:
+    """The learned inner rates (LSLR), all ``inner_lr`` at first; ``None`` when the rate is fixed."""
+    if not cfg.learn_step_lrs:
+        return None
+    n = len(list(net.parameters()))
+    return torch.full((cfg.inner_steps, n), cfg.inner_lr, device=next(net.parameters()).device, requires_grad=True)
+
+
+def card_step_lrs(net: SRNet, rates: torch.Tensor | None, cfg: MetaConfig) -> list:
+    """The test-time rates a model ships with: the learned ones per step and parameter for the inner steps,
+    then the configured ``test_step_lrs`` for later steps (all of them when nothing is learned)."""
+    if rates is None:
+        return list(cfg.test_step_lrs)
+    names = [k for k, _ in net.named_parameters()]
+    learned = [{k: round(float(a), 7) for k, a in zip(names, row)} for row in rates.detach().cpu()]
+    return learned + list(cfg.test_step_lrs[len(learned):])
+
+
 def meta_backward(net: SRNet, tasks: list, weights: list[float], cfg: MetaConfig, second_order: bool,
-                  device) -> float:
-    """Accumulate into ``net``'s .grad the sum over ``tasks`` of the weighted multi-step loss; returns it."""
+                  device, rates: torch.Tensor | None = None) -> float:
+    """Accumulate into ``net``'s (and the learned ``rates``') .grad the sum over ``tasks`` of the weighted
+    multi-step loss; returns it."""
     params = dict(net.named_parameters())
     total = 0.0
     for task in tasks:  # one task at a time keeps one task's graph in memory
         task = tuple((x.to(device), y.to(device)) for x, y in task)
         with autocast(device, cfg.precision):
-            losses = task_losses(net, params, task, cfg.inner_steps, cfg.inner_lr, second_order)
+            losses = task_losses(net, params, task, cfg.inner_steps, cfg.inner_lr if rates is None else rates,
+                                 second_order)
         loss = sum(w * l for w, l in zip(weights, losses))
         loss.backward()
         total += loss.item()
@@ -104,14 +129,15 @@ def _validation_sets(cfg: MetaConfig):
     return sets
 
 
-def validate(net, cfg: MetaConfig, sets, params: dict | None = None) -> dict:
-    """MZSR(n) Y-PSNR on the validation crops for each kernel, and the selection score."""
+def validate(net, cfg: MetaConfig, sets, params: dict | None = None, step_lrs: list | None = None) -> dict:
+    """MZSR(n) Y-PSNR on the validation crops for each kernel, and the selection score; ``step_lrs`` default
+    to the configured test-time rates."""
     params = params if params is not None else {k: v.detach() for k, v in net.named_parameters()}
     device = next(iter(params.values())).device
     scores = {}
     for name, (k, pairs) in sets.items():
         res = psnr_after_steps(net, params, pairs, k, cfg.scale, cfg.downsample, cfg.val_steps,
-                               cfg.test_step_lrs, device)
+                               cfg.test_step_lrs if step_lrs is None else step_lrs, device)
         scores.update({f"{name}_mzsr{n}": round(v, 4) for n, v in res.items()})
     adapted = [v for key, v in scores.items() if not key.endswith("_mzsr0")]
     scores["score"] = round(float(np.mean(adapted)), 4)  # selection: mean of MZSR(n≥1) over both kernels
@@ -140,11 +166,19 @@ def run(cfg: MetaConfig, resume: bool = False) -> Path:
     base = load_model(cfg.init, device)
     net = SRNet(base.card["arch"]["channels"], base.card["arch"]["depth"], base.card["arch"]["bias"]).to(device)
     net.load_state_dict(base.params)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.meta_lr)
+    rates = init_step_lrs(net, cfg)
+    if cfg.freeze_weights and rates is None:
+        raise ValueError("freeze_weights needs learn_step_lrs: there would be nothing to learn")
+    learned = ([] if cfg.freeze_weights else list(net.parameters())) + ([] if rates is None else [rates])
+    opt = torch.optim.Adam(learned, lr=cfg.meta_lr)
     step, best, curve, wall = 0, float("-inf"), [], 0.0
     ckpt = run_dir / "checkpoint.pt"
     if resume and ckpt.exists():
-        step, best, curve, wall = resume_training(ckpt, net, opt, rng).values()
+        progress = resume_training(ckpt, net, opt, rng)
+        step, best, curve, wall = (progress[k] for k in ("step", "best", "curve", "wall"))
+        if rates is not None:
+            with torch.no_grad():
+                rates.copy_(progress["step_lrs"])
     val_sets = _validation_sets(cfg) if ddp.main and cfg.val_every > 0 else {}
     log = RunLog(run_dir, ddp.main)
     clock = Clock(parse_duration(cfg.time_budget), cfg.checkpoint_minutes * 60)
@@ -157,30 +191,37 @@ def run(cfg: MetaConfig, resume: bool = False) -> Path:
         second_order = not cfg.first_order and i >= cfg.first_order_steps
         weights = multi_step_weights(i, cfg.inner_steps, cfg.anneal_steps)
         opt.zero_grad(set_to_none=True)
+        net.zero_grad(set_to_none=True)  # frozen weights are not the optimizer's to clear
         mine = ddp.share(tasks)
-        loss = meta_backward(net, mine, weights, cfg, second_order, device) / max(len(mine), 1)
-        ddp.average_grads(net.parameters(), len(mine), cfg.meta_batch)
+        loss = meta_backward(net, mine, weights, cfg, second_order, device, rates) / max(len(mine), 1)
+        ddp.average_grads(list(net.parameters()) + ([] if rates is None else [rates]), len(mine), cfg.meta_batch)
         opt.step()
+        if rates is not None:
+            with torch.no_grad():
+                rates.clamp_(min=0)  # a negative rate would climb the loss
         if ddp.main:
             log.write(step=i + 1, loss=loss, second_order=second_order, time=round(wall0 + clock.elapsed(), 1))
         return {"loss": f"{loss:.4f}", "order": 2 if second_order else 1}
 
     def evaluate(i: int) -> str:
         nonlocal best
-        scores = validate(net, cfg, val_sets)
+        step_lrs = card_step_lrs(net, rates, cfg)
+        scores = validate(net, cfg, val_sets, step_lrs=step_lrs)
         curve.append({"step": i, **scores})
         log.write(step=i, val=scores)
         if scores["score"] > best:
             best = scores["score"]
-            card = make_card(name, cfg.scale, cfg.downsample, list(cfg.test_step_lrs), net,
+            card = make_card(name, cfg.scale, cfg.downsample, step_lrs, net,
                              dataclasses.asdict(cfg), files, i, wall0 + clock.elapsed(), curve,
                              {"set14_val": scores}, stage="meta", base=base.name, base_card=base.card)
             save_model(run_dir / "best.safetensors", net.state_dict(), card)
         return f"step {i}: " + " ".join(f"{k} {v:.2f}" for k, v in scores.items())
 
     def checkpoint(i: int) -> None:
-        save_training(ckpt, net, opt, rng, dict(step=i, best=best, curve=curve, wall=wall0 + clock.elapsed()),
-                      dataclasses.asdict(cfg))
+        progress = dict(step=i, best=best, curve=curve, wall=wall0 + clock.elapsed())
+        if rates is not None:
+            progress["step_lrs"] = rates.detach().clone()
+        save_training(ckpt, net, opt, rng, progress, dataclasses.asdict(cfg))
 
     drive(step=step, total=cfg.steps, desc=f"meta {name}", ddp=ddp, stop=stop, clock=clock,
           val_every=cfg.val_every, train_step=train_step, evaluate=evaluate, checkpoint=checkpoint)

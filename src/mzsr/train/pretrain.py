@@ -62,7 +62,8 @@ def run(cfg: PretrainConfig, resume: bool = False) -> Path:
     step, best, curve, wall = 0, float("-inf"), [], 0.0
     ckpt = run_dir / "checkpoint.pt"
     if resume and ckpt.exists():
-        step, best, curve, wall = resume_training(ckpt, net, opt, rng).values()
+        progress = resume_training(ckpt, net, opt, rng)
+        step, best, curve, wall = (progress[k] for k in ("step", "best", "curve", "wall"))
     model = torch.nn.parallel.DistributedDataParallel(net) if ddp.world > 1 else net
     val_pairs = set14_pairs(cfg.scale, None, "bicubic", cfg.val_limit) if ddp.main and cfg.val_every > 0 else []
     log = RunLog(run_dir, ddp.main)

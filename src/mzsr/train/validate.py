@@ -29,7 +29,7 @@ def set14_pairs(scale: int, kernel: np.ndarray | None, downsample: str, limit: i
 
 
 def psnr_after_steps(net, params, pairs, kernel, scale: int, downsample: str, steps: list[int],
-                     step_lrs: list[float], device) -> dict[int, float]:
+                     step_lrs: list, device) -> dict[int, float]:
     """Mean Y-PSNR on the pairs after each number of adaptation steps in ``steps`` (ascending), one pass."""
     k = None if kernel is None else torch.as_tensor(kernel, dtype=torch.float32, device=device)
     scores = {n: [] for n in steps}
