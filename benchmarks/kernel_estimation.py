@@ -1,9 +1,9 @@
 """Blind ×2 SR with the built-in kernel estimation (issue 5): PSNR with the estimated kernel, with the true kernel
 and with the bicubic assumption, and the seconds the estimate costs.
 
-Test images: the first ``--limit`` images of each set (sorted by name), degraded by spec §1 (blur, direct ×2
-subsampling, uint8) with the DIV2KRK ground-truth kernels: the i-th image of a set takes ``kernel_{i+1}.mat``
-(fixed, so that runs compare; KernelGAN's convention, converted to MZSR's on loading). Then DIV2KRK's own two
+Test images: the first ``--limit`` images of each set (sorted by name; ``--start`` skips some, to split a run),
+degraded by spec §1 (blur, direct ×2 subsampling, uint8) with the DIV2KRK ground-truth kernels: the i-th image of
+a set takes ``kernel_{i+1}.mat`` (fixed, so that runs compare; KernelGAN's convention, converted to MZSR's on loading). Then DIV2KRK's own two
 LR/GT pairs end to end. Columns: plain bicubic interpolation; MZSR(n) assuming no blur (MATLAB-bicubic
 degradation, the bicubic model); MZSR(n) with the estimated kernel; MZSR(n) with the true kernel; with
 ``--back-projection B``, also the last two followed by B back-projection iterations (which trust the kernel: do
@@ -58,6 +58,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sets", nargs="*", default=["Set14", "Urban100"])
     p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--start", type=int, default=0, help="skip the first START images (to split a run)")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--estimator", default=DEFAULT_ESTIMATOR)
     p.add_argument("--model", default="direct-x2")
@@ -75,9 +76,9 @@ def main():
     print("| image | " + " | ".join(columns) + " | est − true | est − assume bicubic | estimate s |")
     print("|---|" + "---|" * (len(columns) + 3))
     for set_name in args.sets:
-        files = sorted((data_root() / "benchmark" / set_name / "HR").glob("*.png"))[: args.limit]
+        files = sorted((data_root() / "benchmark" / set_name / "HR").glob("*.png"))[args.start: args.limit]
         rows = []
-        for i, f in enumerate(files):
+        for i, f in enumerate(files, args.start):
             gt = modcrop(read_rgb(f), 2)
             k_true = load_kernel(krk / "gt_k_x2" / f"kernel_{i + 1}.mat")
             rows.append(restore(quantize(degrade(gt, k_true, 2, "direct")), gt, k_true, model, args.steps,

@@ -77,7 +77,7 @@ ZSSR_BACKPROJECTION_ITERS_BICUBIC = 10
 
 # Kernel estimation (mzsr.estimate): the mzsr_search estimator's budget and its family of Gaussian kernels.
 # Variances are in HR pixels² (spec §1); the search covers meta-training's range up to 2.5·s (spec §4).
-ESTIMATE_CROP = 128  # side of the centred LR crop searched: a 32-px grandson at ×2 (cost ∝ its square)
+ESTIMATE_CROP = 128  # side of the (busiest) LR crop searched: a 32-px grandson at ×2 (cost ∝ its square)
 ESTIMATE_STEPS = 1  # adaptation steps per candidate kernel (MZSR's one-step claim)
 ESTIMATE_KERNEL_SIZE = 21  # like the paper's test kernels; holds ±4.5σ of the widest candidate at ×2
 ESTIMATE_MIN_VAR = 0.2  # the narrowest paper scenario (g^d_0.2)

@@ -13,6 +13,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..io import atomic_write
 from ..metrics import rgb_to_y
+from ..windows import busiest_window
 
 CROP = 120  # HR pixels per side of the grid's crops
 DPI = 100
@@ -40,27 +41,11 @@ def steps_plot(path: Path, steps: list[int], curves: dict[str, list[float]], tit
     _save(fig, path)
 
 
-def busiest_window(gt: np.ndarray, size: int, scale: int) -> tuple[int, int]:
-    """Top-left corner (multiples of ``scale``) of the ``size``² window with the most luma gradient.
-
-    Flat regions look alike under every method; edges and texture are where they differ.
-    """
-    y = rgb_to_y(gt)
-    energy = np.zeros(y.shape)
-    energy[:-1] += np.abs(np.diff(y, axis=0))
-    energy[:, :-1] += np.abs(np.diff(y, axis=1))
-    sums = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    win = sums[size:, size:] - sums[:-size, size:] - sums[size:, :-size] + sums[:-size, :-size]
-    win = win[::scale, ::scale]
-    top, left = np.unravel_index(np.argmax(win), win.shape)
-    return int(top) * scale, int(left) * scale
-
-
 def comparison_grid(path: Path, lr: np.ndarray, gt: np.ndarray, panels: list[tuple[str, np.ndarray]],
                     scale: int, title: str) -> None:
     """LR (nearest-neighbour enlarged) | each ``(label, SR)`` | GT, all cropped to the same busy window."""
     size = min(CROP, gt.shape[0], gt.shape[1]) // scale * scale
-    top, left = busiest_window(gt, size, scale)
+    top, left = busiest_window(rgb_to_y(gt), size, scale)
     lr_crop = lr[top // scale: (top + size) // scale, left // scale: (left + size) // scale]
     crops = [("LR (input)", np.repeat(np.repeat(lr_crop, scale, axis=0), scale, axis=1))]
     crops += [(label, sr[top: top + size, left: left + size]) for label, sr in panels]
