@@ -308,6 +308,14 @@ def _union(*lists) -> list:
 CELL_FIELDS = ("set", "scenario", "method", "label", "paper_method")
 
 
+def _limit_of(cells: list[dict], limit):
+    """The report's image count: ``None`` (all images) when every cell is complete, else ``limit``, or "mixed"
+    when no single limit explains the partial cells."""
+    if all(c["complete"] for c in cells if c["status"] == "done"):
+        return None
+    return "mixed" if limit is None else limit
+
+
 def _same_settings(previous: dict, results: dict, cell: dict) -> bool:
     """Whether ``cell``'s images in two runs came from the same weights and settings, so they can be pooled.
 
@@ -356,9 +364,7 @@ def merge_results(previous: dict | None, results: dict) -> dict:
     cells.sort(key=lambda c: (order["sets"].index(c["set"]), order["scenarios"].index(c["scenario"]),
                               order["methods"].index(c["method"])))
     merged = len(cells) > len(results["cells"]) or grown
-    limit = b["limit"] if not merged or pb["limit"] == b["limit"] else "mixed"
-    if all(c["complete"] for c in cells if c["status"] == "done"):
-        limit = None
+    limit = _limit_of(cells, b["limit"] if not merged or pb["limit"] == b["limit"] else "mixed")
     return {**results, "benchmark": {**b, **order, "limit": limit, "shard": None if merged else b.get("shard")},
             "scenarios": {**previous["scenarios"], **results["scenarios"]},
             "methods": {m: {**previous["methods"], **results["methods"]}[m] for m in order["methods"]},
@@ -375,12 +381,8 @@ def _recount(results: dict) -> dict:
             pass
     cells = [{**c, "set_size": sizes[c["set"]], "complete": c["n_images"] == sizes[c["set"]]}
              if c["status"] == "done" and c["set"] in sizes else c for c in results["cells"]]
-    limit = results["benchmark"]["limit"]
-    if all(c["complete"] for c in cells if c["status"] == "done"):
-        limit = None
-    elif limit is None:
-        limit = "mixed"
-    return {**results, "benchmark": {**results["benchmark"], "limit": limit}, "cells": cells}
+    return {**results, "benchmark": {**results["benchmark"], "limit": _limit_of(cells, results["benchmark"]["limit"])},
+            "cells": cells}
 
 
 def pool_folders(out: Path, sources: list[Path]) -> dict:
