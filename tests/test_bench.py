@@ -5,7 +5,6 @@ import subprocess
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from mzsr.bench import runner
@@ -63,7 +62,10 @@ def test_method_names_scenarios_and_paper_lookup():
     assert parse_method("finetune100").paper_name is None and parse_method("zssr").paper_name == "ZSSR"
     bp = parse_method("mzsr10bp2")
     assert (bp.kind, bp.steps, bp.back_projection, bp.paper_name, bp.label) == ("mzsr", 10, 2, None, "MZSR(10)+BP2")
-    for bad in ("mzsr", "srcnn", "finetune-1", "mzsr1x", "finetune10bp2", "mzsrbp2"):
+    x8 = parse_method("mzsr10x8")
+    assert (x8.steps, x8.back_projection, x8.ensemble, x8.paper_name, x8.label) == (10, 0, True, None, "MZSR(10)+x8")
+    assert parse_method("mzsr1bp2x8").label == "MZSR(1)+x8+BP2" and not bp.ensemble
+    for bad in ("mzsr", "srcnn", "finetune-1", "mzsr1x", "finetune10bp2", "mzsrbp2", "finetune10x8", "mzsr1x4"):
         with pytest.raises(ValueError, match="unknown method"):
             parse_method(bad)
     ani = get_scenario("gdani")

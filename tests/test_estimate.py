@@ -8,7 +8,8 @@ from scipy.io import loadmat
 
 import mzsr
 from mzsr.degrade import degrade
-from mzsr.estimate import DEFAULT_ESTIMATOR, ESTIMATORS, estimate_kernel, get_estimator, kernelgan
+from mzsr.estimate import (DEFAULT_ESTIMATOR, ESTIMATORS, estimate_kernel, get_estimator, kernelgan, mzsr_search,
+                           predictor)
 from mzsr.kernels import gaussian_kernel
 from mzsr.models import load_model
 
@@ -31,12 +32,21 @@ def size(k: np.ndarray) -> float:
 def test_registry():
     assert "mzsr_search" in ESTIMATORS and DEFAULT_ESTIMATOR in ESTIMATORS
     assert get_estimator() is ESTIMATORS[DEFAULT_ESTIMATOR]
+
+
+def test_auto_uses_the_predictor_where_one_is_shipped(texture, tiny_model, monkeypatch):
+    calls = []
+    monkeypatch.setattr(predictor, "estimate", lambda *a, **k: calls.append("predictor") or gaussian_kernel(1.0))
+    monkeypatch.setattr(mzsr_search, "estimate", lambda *a, **k: calls.append("search") or gaussian_kernel(1.0))
+    estimate_kernel(texture, 2, load_model(tiny_model))  # a direct ×2 model: the predictor is shipped
+    estimate_kernel(texture, 4, load_model("direct-x4"))  # none for ×4
+    assert calls == ["predictor", "search"]
     with pytest.raises(ValueError, match="unknown estimator 'magic'"):
         get_estimator("magic")
 
 
 def test_estimate_returns_a_valid_kernel(texture, tiny_model, one_torch_thread):
-    k = estimate_kernel(texture, 2, load_model(tiny_model), max_evals=6)
+    k = estimate_kernel(texture, 2, load_model(tiny_model), "mzsr_search", max_evals=6)
     assert k.ndim == 2 and k.shape[0] == k.shape[1] and k.shape[0] % 2 == 1
     assert k.min() >= 0 and k.sum() == pytest.approx(1.0)
     assert np.allclose(scipy.ndimage.center_of_mass(k), k.shape[0] // 2)
@@ -45,9 +55,9 @@ def test_estimate_returns_a_valid_kernel(texture, tiny_model, one_torch_thread):
 def test_estimate_refuses_what_it_cannot_do(texture, tiny_model):
     model = load_model(tiny_model)
     with pytest.raises(ValueError, match="too small to estimate"):
-        estimate_kernel(texture[:12, :12], 2, model)
+        estimate_kernel(texture[:12, :12], 2, model, "mzsr_search")
     with pytest.raises(ValueError, match="×2 model"):
-        estimate_kernel(texture, 4, model)
+        estimate_kernel(texture, 4, model, "mzsr_search")
 
 
 def test_wide_and_narrow_blur_are_told_apart(one_torch_thread):
@@ -58,7 +68,7 @@ def test_wide_and_narrow_blur_are_told_apart(one_torch_thread):
     found = {}
     for var in (0.4, 4.0):
         lr = np.round(degrade(hr, gaussian_kernel(var), 2)) / 255.0
-        found[var] = size(estimate_kernel(lr, 2, model, max_evals=12))
+        found[var] = size(estimate_kernel(lr, 2, model, "mzsr_search", max_evals=12))
     assert found[4.0] > 2 * found[0.4], found
 
 
@@ -76,7 +86,7 @@ def assert_centred_kernel(k: np.ndarray, side: int) -> None:
 
 def test_kernelgan_is_selectable_and_returns_a_centred_kernel(texture64, tiny_model, one_torch_thread):
     model = load_model(tiny_model)
-    assert "kernelgan" in ESTIMATORS and DEFAULT_ESTIMATOR == "mzsr_search"
+    assert "kernelgan" in ESTIMATORS
     assert get_estimator("kernelgan") is kernelgan.estimate
     k = estimate_kernel(texture64, 2, model, estimator="kernelgan", iterations=3)
     assert_centred_kernel(k, 21)
@@ -170,7 +180,7 @@ def test_cli_saves_the_estimated_kernel(image_file, tmp_path, tiny_model, capsys
     assert sorted(p.name for p in out.iterdir()) == ["tex.png", "tex_kernel_x2.mat", "tex_kernel_x2.png"]
     saved = loadmat(out / "tex_kernel_x2.mat")["kernel"]
     assert saved.shape == (21, 21) and saved.sum() == pytest.approx(1.0)
-    expected = mzsr.resolve_kernel(load_rgb(image_file), "estimate", 2, str(tiny_model))
+    expected = mzsr.resolve_kernel(load_rgb(image_file), "estimate", 2, str(tiny_model), "mzsr_search")
     assert np.allclose(saved, expected)
 
 

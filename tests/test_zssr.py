@@ -159,37 +159,6 @@ def test_affine_father_stays_close_to_the_image_statistics():
     torch.testing.assert_close(means.mean(0), lr.mean(dim=(-2, -1)).expand_as(means.mean(0)), atol=0.06, rtol=0)
 
 
-def test_dihedral_transforms_are_distinct_and_undone():
-    x = torch.rand(1, 3, 5, 7)
-    outs = [Z.dihedral(x, i) for i in range(Z.N_DIHEDRAL)]
-    for i, y in enumerate(outs):
-        torch.testing.assert_close(Z.undo_dihedral(y, i), x, rtol=0, atol=0)
-        for j in range(i):
-            assert y.shape != outs[j].shape or not torch.equal(y, outs[j])
-
-
-def test_self_ensemble_of_identity_is_the_input():
-    x = torch.rand(1, 3, 6, 9)
-    torch.testing.assert_close(Z.self_ensemble(lambda t: t, x), x, rtol=0, atol=0)
-
-
-def test_self_ensemble_of_identity_net_is_the_input():
-    net = Z._fresh_net(0, "cpu")
-    torch.nn.init.zeros_(net.convs[-1].weight)  # body ≡ 0: the net is exactly the identity
-    params = {k: v.detach() for k, v in net.named_parameters()}
-    x = torch.rand(1, 3, 10, 7)
-    out = Z.self_ensemble(lambda t: Z.forward_tiled(net, params, t), x)
-    torch.testing.assert_close(out, x, rtol=0, atol=0)
-
-
-def test_self_ensemble_median_averages_the_middle_two():
-    offsets = iter(range(Z.N_DIHEDRAL))
-    x = torch.zeros(1, 3, 4, 4)
-    out = Z.self_ensemble(lambda t: t + next(offsets), x)
-    torch.testing.assert_close(out, torch.full_like(x, 3.5))
-
-
-
 def test_training_reduces_whole_image_reconstruction_error():
     lr = as_tensor(checker_image(24, 24))
     k = torch.as_tensor(gaussian_kernel(2.0, size=11), dtype=torch.float32)
@@ -210,3 +179,12 @@ def test_short_run_is_more_consistent_and_closer_than_bicubic(blurred):
 
     assert consistency(sr) < 0.5 * consistency(bicubic)
     assert np.abs(sr - hr).mean() < np.abs(bicubic - hr).mean()
+
+
+@pytest.mark.parametrize("scale, downsample, shift", [(2, "direct", 1), (4, "direct", 3), (2, "bicubic", 0)])
+def test_self_ensemble_is_realigned_for_direct_subsampling(monkeypatch, scale, downsample, shift):
+    """ZSSR's ensemble must move flipped frames back by s − 1 px under direct subsampling (mzsr.ensemble)."""
+    seen = []
+    monkeypatch.setattr(Z, "self_ensemble", lambda forward, x, s: seen.append(s) or forward(x))
+    Z.zssr(checker_image(24, 24), scale, gaussian_kernel(1.0, size=5), downsample, max_iters=1)
+    assert seen == [shift]

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .degrade import degrade_torch
+from .ensemble import alignment_shift, kernel_symmetries, self_ensemble
 from .net import RECEPTIVE_RADIUS, functional_forward
 from .resize import imresize
 from .runtime import autocast
@@ -146,9 +147,10 @@ def super_resolve(net, params: dict, lr: torch.Tensor, scale: int, tile: int | N
 def zero_shot(net, params: dict, lr_img: np.ndarray, kernel: np.ndarray | None, scale: int, downsample: str,
               steps: int, step_lrs: list, device="cpu", tile_train: int | None = AUTO_TILE_TRAIN,
               tile_infer: int | None = AUTO_TILE_INFER, callback=None, precision: str = "fp32",
-              back_projection: int = 0) -> np.ndarray:
-    """The whole meta-test on one ``(h, w, 3)`` image on 0..255: adapt, super-resolve, then ``back_projection``
-    iterations of :func:`back_project` (0: the paper's MZSR).
+              back_projection: int = 0, ensemble: bool = False) -> np.ndarray:
+    """The whole meta-test on one ``(h, w, 3)`` image on 0..255: adapt, super-resolve (with ``ensemble``, as the
+    median over the rotations/flips that leave the kernel unchanged, :mod:`mzsr.ensemble`), then
+    ``back_projection`` iterations of :func:`back_project`. Neither is in the paper's MZSR.
 
     Returns ``(h·s, w·s, 3)`` float32 in [0, 1], unrounded, so that 16-bit outputs keep their precision.
     """
@@ -156,7 +158,12 @@ def zero_shot(net, params: dict, lr_img: np.ndarray, kernel: np.ndarray | None, 
     k = None if kernel is None else torch.as_tensor(kernel, dtype=torch.float32, device=device)
     adapted = adapt(net, params, lr, k, scale, downsample, steps, step_lrs, tile_train, callback,
                     precision=precision)
-    sr = super_resolve(net, adapted, lr, scale, tile_infer, precision)
+    if ensemble:
+        x = upsample(lr, (lr.shape[-2] * scale, lr.shape[-1] * scale))
+        sr = self_ensemble(lambda t: forward_tiled(net, adapted, t, tile_infer, precision), x,
+                           alignment_shift(scale, downsample), kernel_symmetries(k)).clamp_(0, 1)
+    else:
+        sr = super_resolve(net, adapted, lr, scale, tile_infer, precision)
     if back_projection:
         sr = back_project(sr, lr, k, scale, downsample, back_projection).clamp_(0, 1)
     return sr.squeeze(0).permute(1, 2, 0).cpu().numpy()

@@ -126,3 +126,8 @@ KERNELGAN_PRIORS_BELOW = 5e-3  # sparsity and centralisation join once the bicub
 KERNELGAN_KEEP_LARGEST = 40  # final kernel: values below 0.75 × its 41st largest are noise, zeroed
 KERNELGAN_KEEP_FRACTION = 0.75
 KERNELGAN_X4_KERNEL_SIZE = 41  # the ×4 kernel k ⊛ k↑2 has 5× k's variance: ±4σ of a ×2 variance of 5
+
+# Kernel estimation, the predictor estimator (mzsr.estimate.predictor): the LR tiles it reads. Its training
+# schedule is KernelConfig's (mzsr.train.kernel).
+PREDICT_TILE = 64  # LR pixels per side, as in training
+PREDICT_TILES = 16  # the busiest tiles whose predictions are averaged

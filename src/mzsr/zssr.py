@@ -7,44 +7,23 @@ Written from the paper's description; no code from the original release.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .adapt import back_project, forward_tiled, make_son, to_tensor, upsample
+from .ensemble import N_DIHEDRAL, alignment_shift, dihedral, self_ensemble
 from .net import SRNet
 from .schedules import (ZSSR_AFFINE_MAX_SHEAR, ZSSR_AFFINE_MIN_ZOOM, ZSSR_BACKPROJECTION_ITERS_BICUBIC,
                         ZSSR_BACKPROJECTION_ITERS_KERNEL, ZSSR_CROP, ZSSR_LR, ZSSR_LR_CHECK_EVERY,
                         ZSSR_LR_SLOPE_FACTOR, ZSSR_LR_SLOPE_RANGE, ZSSR_MAX_ITERS, ZSSR_MIN_ITERS, ZSSR_MIN_LR,
                         ZSSR_P_DIHEDRAL, ZSSR_P_UNTOUCHED, ZSSR_TEST_EVERY)
 
-N_DIHEDRAL = 8  # 4 rotations × (flipped or not)
-
-
-def dihedral(x: torch.Tensor, i: int) -> torch.Tensor:
-    """The ``i``-th of the 8 rotations/flips of the last two dims; 0 is the identity."""
-    if i >= 4:
-        x = x.flip(-1)
-    return torch.rot90(x, i % 4, (-2, -1))
-
-
-def undo_dihedral(y: torch.Tensor, i: int) -> torch.Tensor:
-    """Inverse of :func:`dihedral`: rotate back first, then flip, since the flip came first."""
-    y = torch.rot90(y, -(i % 4), (-2, -1))
-    return y.flip(-1) if i >= 4 else y
-
-
-def self_ensemble(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """Per-pixel median of ``forward`` over the 8 rotations/flips of ``x``, each mapped back.
-
-    The median of 8 is the mean of the middle two (NumPy's convention), not torch's lower median: a biased
-    pick would skew every pixel the same way.
-    """
-    outs = torch.stack([undo_dihedral(forward(dihedral(x, i)), i) for i in range(N_DIHEDRAL)])
-    middle = outs.sort(dim=0).values[N_DIHEDRAL // 2 - 1: N_DIHEDRAL // 2 + 1]
-    return middle.mean(dim=0)
+# Bumped whenever ZSSR's outputs change, so that cached benchmark results of an older version are not reused.
+# 2: the self-ensemble realigns flipped frames under direct subsampling (mzsr.ensemble).
+REVISION = 2
 
 
 def should_drop_lr(iters: Sequence[float], errors: Sequence[float], factor: float = ZSSR_LR_SLOPE_FACTOR) -> bool:
@@ -171,7 +150,7 @@ def zssr(lr: np.ndarray, scale: int, kernel: np.ndarray | None, downsample: str 
     train(net, lr_t, k, scale, downsample, ZSSR_MAX_ITERS if max_iters is None else max_iters, rng, callback)
     params = {name: p.detach() for name, p in net.named_parameters()}
     x = upsample(lr_t, (lr_t.shape[-2] * scale, lr_t.shape[-1] * scale))
-    sr = self_ensemble(lambda t: forward_tiled(net, params, t), x)
+    sr = self_ensemble(lambda t: forward_tiled(net, params, t), x, alignment_shift(scale, downsample))
     bp_iters = ZSSR_BACKPROJECTION_ITERS_BICUBIC if kernel is None else ZSSR_BACKPROJECTION_ITERS_KERNEL
     sr = back_project(sr, lr_t, k, scale, downsample, bp_iters).clamp(0, 1)
     return sr[0].permute(1, 2, 0).cpu().numpy().astype(np.float64)

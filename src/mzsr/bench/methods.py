@@ -1,5 +1,6 @@
 """The compared methods, by name: ``bicubic``, ``zssr``, ``mzsrN`` and ``finetuneN`` (N adaptation steps), and
-``mzsrNbpB``: MZSR(N) then B back-projection iterations (an addition of ours, not a row of the paper).
+``mzsrNbpB``: MZSR(N) then B back-projection iterations, and ``mzsrNx8`` / ``mzsrNbpBx8``: with the 8-way
+self-ensemble (additions of ours, not rows of the paper).
 
 ``mzsrN`` adapts the meta-learned weights, ``finetuneN`` the bicubic-pretrained weights they started from (the
 model card's ``base``), both on the whole image. Fine-tuning with fewer than ``ADAM_FROM_STEPS`` steps uses the
@@ -23,7 +24,7 @@ from ..models import Model
 from ..schedules import ADAM_FROM_STEPS, FINETUNE_ADAM_LR
 from ..zssr import zssr
 
-_STEPPED = re.compile(r"(mzsr|finetune)(\d+)|mzsr(\d+)bp(\d+)")
+_STEPPED = re.compile(r"(mzsr|finetune)(\d+)|mzsr(\d+)(?:bp(\d+))?(x8)?")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Method:
     kind: str  # "bicubic" | "zssr" | "mzsr" | "finetune"
     steps: int = 0
     back_projection: int = 0
+    ensemble: bool = False
 
     @property
     def needs_model(self) -> bool:
@@ -44,7 +46,7 @@ class Method:
     @property
     def paper_name(self) -> str | None:
         """The method's row in the paper's tables (fine-tuning has none)."""
-        if self.back_projection:
+        if self.back_projection or self.ensemble:
             return None
         return {"bicubic": "Bicubic", "zssr": "ZSSR", "mzsr": f"MZSR({self.steps})"}.get(self.kind)
 
@@ -52,8 +54,9 @@ class Method:
     def label(self) -> str:
         if self.kind == "finetune":
             return f"Fine-tune({self.steps}{', Adam' if self.adam else ''})"
-        if self.back_projection:
-            return f"MZSR({self.steps})+BP{self.back_projection}"
+        if self.back_projection or self.ensemble:
+            return f"MZSR({self.steps})" + "+x8" * self.ensemble + f"+BP{self.back_projection}" * bool(
+                self.back_projection)
         return self.paper_name
 
     def describe(self) -> str:
@@ -63,8 +66,9 @@ class Method:
             return "a fresh net trained on the image alone (spec §8)"
         steps = f"{self.steps} whole-image step{'' if self.steps == 1 else 's'}"
         if self.kind == "mzsr":
+            x8 = ", median over 8 rotations/flips" if self.ensemble else ""
             bp = f", then {self.back_projection} back-projection iterations" if self.back_projection else ""
-            return f"{steps} of SGD from the meta-learned weights (the model's step lrs){bp}"
+            return f"{steps} of SGD from the meta-learned weights (the model's step lrs){x8}{bp}"
         rule = f"Adam lr {FINETUNE_ADAM_LR:g}" if self.adam else "SGD, the model's step lrs"
         return f"{steps} from the bicubic-pretrained weights ({rule})"
 
@@ -74,10 +78,10 @@ def parse_method(name: str) -> Method:
         return Method(name, name)
     m = _STEPPED.fullmatch(name)
     if m is None:
-        raise ValueError(f"unknown method '{name}' (bicubic, zssr, mzsrN, finetuneN or mzsrNbpB: N steps, "
-                         "B back-projection iterations)")
+        raise ValueError(f"unknown method '{name}' (bicubic, zssr, mzsrN, finetuneN, mzsrNbpB, mzsrNx8 or "
+                         "mzsrNbpBx8: N steps, B back-projection iterations, x8 self-ensemble)")
     if m.group(1) is None:
-        return Method(name, "mzsr", int(m.group(3)), int(m.group(4)))
+        return Method(name, "mzsr", int(m.group(3)), int(m.group(4) or 0), m.group(5) is not None)
     return Method(name, m.group(1), int(m.group(2)))
 
 
@@ -109,4 +113,4 @@ def run_method(method: Method, lr: np.ndarray, scale: int, kernel: np.ndarray, d
     if method.adam:
         return finetune_adam(base, lr, kernel, scale, downsample, method.steps, device, callback=callback)
     return upscale(lr, scale, kernel, method.steps, method.kind, model, downsample, device, callback=callback,
-                   back_projection=method.back_projection)
+                   back_projection=method.back_projection, ensemble=method.ensemble)

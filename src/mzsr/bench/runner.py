@@ -27,6 +27,7 @@ from ..io import ImageError, atomic_write, write_image
 from ..metrics import psnr_y, ssim_y
 from ..models import Model, ModelError, default_model, load_model
 from ..runtime import device_label, pick_device
+from ..zssr import REVISION as ZSSR_REVISION
 from .curve import psnr_vs_steps
 from .methods import Method, parse_method, run_method
 from .scenarios import (PAPER_SETS, Scenario, default_scenarios, degraded_input, get_scenario, ground_truth,
@@ -103,7 +104,7 @@ class Options:
         """Everything besides the inputs and the device that a cached result of ``method`` depends on."""
         key = {"method": method.name, "repeats": self.repeats}
         if method.kind == "zssr":
-            key.update(seed=self.seed, zssr_iters=self.zssr_iters)
+            key.update(seed=self.seed, zssr_iters=self.zssr_iters, revision=ZSSR_REVISION)
         if method.needs_model:
             key["model"] = weights.prints["model"]
         if method.kind == "finetune":
@@ -286,7 +287,7 @@ def run_benchmark(out, sets=PAPER_SETS, scenarios=None, methods=DEFAULT_METHODS,
     return {"benchmark": {"scale": scale, "sets": list(files), "scenarios": [s.id for s in scens],
                           "methods": [m.name for m in parsed], "limit": limit, "shard": shard and list(shard),
                           "repeats": repeats, "seed": seed,
-                          "zssr_iters": zssr_iters, "device": device_label(opts.device), "torch": torch.__version__,
+                          "zssr_iters": zssr_iters, "zssr_revision": ZSSR_REVISION, "device": device_label(opts.device), "torch": torch.__version__,
                           "threads": torch.get_num_threads()},
             "scenarios": {s.id: {**s.describe(), **_model_names(weights[s.id])} for s in scens},
             "methods": {m.name: {"label": m.label, "paper": m.paper_name, "description": m.describe()}
@@ -324,8 +325,8 @@ def _same_settings(previous: dict, results: dict, cell: dict) -> bool:
     pb, b = previous["benchmark"], results["benchmark"]
     if pb.get("repeats") != b.get("repeats"):
         return False
-    if cell["method"].startswith("zssr") and (pb.get("seed"), pb.get("zssr_iters")) != (b.get("seed"),
-                                                                                          b.get("zssr_iters")):
+    zssr = ("seed", "zssr_iters", "zssr_revision")
+    if cell["method"].startswith("zssr") and [pb.get(k) for k in zssr] != [b.get(k) for k in zssr]:
         return False
     old, new = (r["scenarios"].get(cell["scenario"], {}).get("digests") for r in (previous, results))
     return old is None or new is None or cell["method"] == "bicubic" or old == new

@@ -1,6 +1,7 @@
 """Setup shared by the two stages: data, network, optimizer state, resume and model cards."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import torch
 from ..io import data_root
 from ..net import SRNet
 from .data import PatchSampler, list_images, load_images
-from .loop import code_version
+from ..runtime import pick_device
+from .loop import Distributed, StopFlag, code_version, prepare_run_dir
 
 DEFAULT_TRAIN_DIRS = ("train/T91", "train/BSDS500_test")
 
@@ -19,6 +21,18 @@ def training_files(train_dirs: list[str]) -> list[Path]:
     dirs = [Path(d) if Path(d).is_absolute() or Path(d).exists() else data_root() / d
             for d in (train_dirs or DEFAULT_TRAIN_DIRS)]
     return list_images(dirs)
+
+
+def open_run(cfg, resume: bool):
+    """(stop flag, device, distributed setup, run folder, training files) for a stage's config; the main rank
+    prepares the run folder (config, data list, code version)."""
+    stop = StopFlag()  # first, so that a signal during setup still ends in a clean stop
+    device = pick_device(cfg.device)
+    ddp = Distributed(device)
+    files = training_files(cfg.train_dirs)
+    if ddp.main:
+        prepare_run_dir(Path(cfg.run_dir), dataclasses.asdict(cfg), files, resume)
+    return stop, device, ddp, Path(cfg.run_dir), files
 
 
 def make_sampler(files: list[Path], patch: int, seed: int) -> tuple[PatchSampler, np.random.Generator]:

@@ -132,6 +132,15 @@ def resume_training(path: Path, net, opt, rng: np.random.Generator) -> dict:
     return {k: v for k, v in state.items() if k not in ("net", "opt", "rng", "config")}
 
 
+def start_or_resume(ckpt: Path, net, opt, rng: np.random.Generator, resume: bool, worst: float):
+    """(step, best score, validation curve, wall seconds): a fresh run's, or with ``resume`` those saved in
+    ``ckpt``, whose weights, optimizer and RNG streams are then restored too."""
+    if resume and ckpt.exists():
+        progress = resume_training(ckpt, net, opt, rng)
+        return tuple(progress[k] for k in ("step", "best", "curve", "wall"))
+    return 0, worst, [], 0.0
+
+
 class RunLog:
     """Appends JSON lines to ``log.jsonl`` in the run folder (main rank only)."""
 

@@ -20,10 +20,9 @@ from ..models import load_model, save_model
 from ..net import SRNet, functional_forward
 from ..runtime import autocast, pick_device
 from ..schedules import STEP_LR_CANDIDATES, multi_step_weights
-from .common import make_card, make_sampler, training_files
+from .common import make_card, make_sampler, open_run
 from .data import sample_task
-from .loop import (Clock, Distributed, RunLog, StopFlag, drive, parse_duration, prepare_run_dir,
-                   resume_training, save_training)
+from .loop import Clock, RunLog, drive, parse_duration, resume_training, save_training
 from .validate import psnr_after_steps, set14_pairs
 
 # Validation kernels (fixed, so that scores compare across runs): g^d_2.0 and the paper's anisotropic one.
@@ -154,14 +153,8 @@ def tune_step_lrs(weights, cfg: MetaConfig, candidates: dict = STEP_LR_CANDIDATE
 
 
 def run(cfg: MetaConfig, resume: bool = False) -> Path:
-    stop = StopFlag()  # first, so that a signal during setup still ends in a clean stop
-    device = pick_device(cfg.device)
-    ddp = Distributed(device)
-    run_dir = Path(cfg.run_dir)
+    stop, device, ddp, run_dir, files = open_run(cfg, resume)
     name = cfg.name or f"{cfg.downsample}-x{cfg.scale}"
-    files = training_files(cfg.train_dirs)
-    if ddp.main:
-        prepare_run_dir(run_dir, dataclasses.asdict(cfg), files, resume)
     sampler, rng = make_sampler(files, cfg.patch, cfg.seed)
     base = load_model(cfg.init, device)
     net = SRNet(base.card["arch"]["channels"], base.card["arch"]["depth"], base.card["arch"]["bias"]).to(device)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,12 +10,11 @@ import torch.nn.functional as F
 
 from ..models import load_model, save_model
 from ..net import SRNet
-from ..runtime import autocast, pick_device
+from ..runtime import autocast
 from ..schedules import RELEASE_STEP_LRS, pretrain_lr
-from .common import make_card, make_sampler, training_files
+from .common import make_card, make_sampler, open_run
 from .data import bicubic_pair
-from .loop import (Clock, Distributed, RunLog, StopFlag, drive, parse_duration, prepare_run_dir,
-                   resume_training, save_training)
+from .loop import Clock, RunLog, drive, parse_duration, save_training, start_or_resume
 from .validate import psnr_after_steps, set14_pairs
 
 
@@ -45,13 +43,7 @@ class PretrainConfig:
 
 
 def run(cfg: PretrainConfig, resume: bool = False) -> Path:
-    stop = StopFlag()  # first, so that a signal during setup still ends in a clean stop
-    device = pick_device(cfg.device)
-    ddp = Distributed(device)
-    run_dir = Path(cfg.run_dir)
-    files = training_files(cfg.train_dirs)
-    if ddp.main:
-        prepare_run_dir(run_dir, dataclasses.asdict(cfg), files, resume)
+    stop, device, ddp, run_dir, files = open_run(cfg, resume)
     sampler, rng = make_sampler(files, cfg.patch, cfg.seed)
     net = SRNet(cfg.channels, cfg.depth).to(device)
     if cfg.init:
@@ -59,11 +51,8 @@ def run(cfg: PretrainConfig, resume: bool = False) -> Path:
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    step, best, curve, wall = 0, float("-inf"), [], 0.0
     ckpt = run_dir / "checkpoint.pt"
-    if resume and ckpt.exists():
-        progress = resume_training(ckpt, net, opt, rng)
-        step, best, curve, wall = (progress[k] for k in ("step", "best", "curve", "wall"))
+    step, best, curve, wall = start_or_resume(ckpt, net, opt, rng, resume, worst=float("-inf"))
     model = torch.nn.parallel.DistributedDataParallel(net) if ddp.world > 1 else net
     val_pairs = set14_pairs(cfg.scale, None, "bicubic", cfg.val_limit) if ddp.main and cfg.val_every > 0 else []
     log = RunLog(run_dir, ddp.main)
