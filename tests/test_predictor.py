@@ -84,6 +84,13 @@ def test_training_resumes_exactly(train_dir, tmp_path):
         assert torch.equal(a["net"][k], b["net"][k]), k
 
 
+def test_learning_rate_drops_tenfold_from_lr_drop_at(train_dir, tmp_path):
+    run(cfg(train_dir, tmp_path / "d", steps=2, lr_drop_at=2))
+    assert load_checkpoint(tmp_path / "d/checkpoint.pt")["opt"]["param_groups"][0]["lr"] == pytest.approx(1e-3)
+    run(cfg(train_dir, tmp_path / "d", steps=3, lr_drop_at=2), resume=True)
+    assert load_checkpoint(tmp_path / "d/checkpoint.pt")["opt"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
+
+
 def test_validation_keeps_the_best_with_its_card(train_dir, tmp_path, data):
     run(cfg(train_dir, tmp_path / "v", val_every=3, val_size=4))
     best = tmp_path / "v/best.safetensors"
@@ -104,7 +111,7 @@ def test_missing_predictor_is_a_clear_error(rng):
 
 def _predicted(hr: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     lr = np.round(degrade(hr, kernel, 2)) / 255.0
-    return P.load_predictor(P.weights_path(2, "direct"))(P.busiest_tiles(lr)).mean(0).detach().numpy()
+    return P.predict(P.load_predictor(P.weights_path(2, "direct")), P.busiest_tiles(lr)).numpy()
 
 
 def test_shipped_predictor_tells_sizes_and_directions_apart():

@@ -31,6 +31,7 @@ class KernelConfig:
     batch: int = 16
     steps: int = 100_000
     lr: float = 1e-3
+    lr_drop_at: int = 0  # from this step on, lr / 10 (0: never); e.g. set on --resume for a final phase
     channels: int = 32
     val_every: int = 500  # 0: no validation
     val_size: int = 256  # Set14 patches (each with its own fixed random kernel)
@@ -76,6 +77,8 @@ def run(cfg: KernelConfig, resume: bool = False) -> Path:
     def train_step(i: int) -> dict:
         x, y = make_batch(sampler.batch(cfg.batch), rng, cfg)  # every rank draws the batch, keeps its share
         x, y = x[ddp.rank::ddp.world].to(device), y[ddp.rank::ddp.world].to(device)
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr / 10 if 0 < cfg.lr_drop_at <= i else cfg.lr
         loss = F.l1_loss(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
