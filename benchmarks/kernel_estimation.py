@@ -14,7 +14,6 @@ they still help when it is estimated?). Scores: spec §6 (Y, shave 2).
 """
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
