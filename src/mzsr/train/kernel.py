@@ -67,7 +67,7 @@ def run(cfg: KernelConfig, resume: bool = False) -> Path:
     net = KernelNet(cfg.channels).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     ckpt = run_dir / "checkpoint.pt"
-    step, best, curve, wall = start_or_resume(ckpt, net, opt, rng, resume, worst=float("inf"))
+    step, best, curve, wall, _ = start_or_resume(ckpt, net, opt, rng, resume, worst=float("inf"))
     model = torch.nn.parallel.DistributedDataParallel(net) if ddp.world > 1 else net
     val_x, val_y = validation_set(cfg) if ddp.main and cfg.val_every > 0 else (None, None)
     log = RunLog(run_dir, ddp.main)

@@ -133,12 +133,13 @@ def resume_training(path: Path, net, opt, rng: np.random.Generator) -> dict:
 
 
 def start_or_resume(ckpt: Path, net, opt, rng: np.random.Generator, resume: bool, worst: float):
-    """(step, best score, validation curve, wall seconds): a fresh run's, or with ``resume`` those saved in
-    ``ckpt``, whose weights, optimizer and RNG streams are then restored too."""
+    """(step, best score, validation curve, wall seconds, everything saved): a fresh run's (nothing saved:
+    ``{}``), or with ``resume`` those saved in ``ckpt``, whose weights, optimizer and RNG streams are then
+    restored too; a stage reads what else it keeps from the last item."""
     if resume and ckpt.exists():
         progress = resume_training(ckpt, net, opt, rng)
-        return tuple(progress[k] for k in ("step", "best", "curve", "wall"))
-    return 0, worst, [], 0.0
+        return (*(progress[k] for k in ("step", "best", "curve", "wall")), progress)
+    return 0, worst, [], 0.0, {}
 
 
 class RunLog:

@@ -22,7 +22,7 @@ from ..runtime import autocast, pick_device
 from ..schedules import STEP_LR_CANDIDATES, multi_step_weights
 from .common import make_card, make_sampler, open_run
 from .data import sample_task
-from .loop import Clock, RunLog, drive, parse_duration, resume_training, save_training
+from .loop import Clock, RunLog, drive, parse_duration, save_training, start_or_resume
 from .validate import psnr_after_steps, set14_pairs
 
 # Validation kernels (fixed, so that scores compare across runs): g^d_2.0 and the paper's anisotropic one.
@@ -164,14 +164,11 @@ def run(cfg: MetaConfig, resume: bool = False) -> Path:
         raise ValueError("freeze_weights needs learn_step_lrs: there would be nothing to learn")
     learned = ([] if cfg.freeze_weights else list(net.parameters())) + ([] if rates is None else [rates])
     opt = torch.optim.Adam(learned, lr=cfg.meta_lr)
-    step, best, curve, wall = 0, float("-inf"), [], 0.0
     ckpt = run_dir / "checkpoint.pt"
-    if resume and ckpt.exists():
-        progress = resume_training(ckpt, net, opt, rng)
-        step, best, curve, wall = (progress[k] for k in ("step", "best", "curve", "wall"))
-        if rates is not None:
-            with torch.no_grad():
-                rates.copy_(progress["step_lrs"])
+    step, best, curve, wall, saved = start_or_resume(ckpt, net, opt, rng, resume, worst=float("-inf"))
+    if rates is not None and saved:
+        with torch.no_grad():
+            rates.copy_(saved["step_lrs"])
     val_sets = _validation_sets(cfg) if ddp.main and cfg.val_every > 0 else {}
     log = RunLog(run_dir, ddp.main)
     clock = Clock(parse_duration(cfg.time_budget), cfg.checkpoint_minutes * 60)

@@ -52,7 +52,7 @@ def run(cfg: PretrainConfig, resume: bool = False) -> Path:
         net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     ckpt = run_dir / "checkpoint.pt"
-    step, best, curve, wall = start_or_resume(ckpt, net, opt, rng, resume, worst=float("-inf"))
+    step, best, curve, wall, _ = start_or_resume(ckpt, net, opt, rng, resume, worst=float("-inf"))
     model = torch.nn.parallel.DistributedDataParallel(net) if ddp.world > 1 else net
     val_pairs = set14_pairs(cfg.scale, None, "bicubic", cfg.val_limit) if ddp.main and cfg.val_every > 0 else []
     log = RunLog(run_dir, ddp.main)
