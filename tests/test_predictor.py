@@ -104,6 +104,18 @@ def test_validation_keeps_the_best_with_its_card(train_dir, tmp_path, data):
     assert net(torch.rand(2, 3, 24, 24)).shape == (2, 3)
 
 
+def test_predictor_is_read_once_per_version_of_its_file(tmp_path):
+    from safetensors.torch import save_file
+    path = tmp_path / "p.safetensors"
+    path.with_suffix(".json").write_text('{"channels": 4}')
+    for value in (0.0, 1.0):  # written aside and renamed into place, as training saves its best
+        save_file({k: torch.full_like(v, value) for k, v in P.KernelNet(4).state_dict().items()}, str(tmp_path / "t"))
+        (tmp_path / "t").replace(path)
+        first = P.load_predictor(path)
+        assert P.load_predictor(path) is first  # a folder's images share one read
+        assert all(float(v.flatten()[0]) == value for v in first.state_dict().values())  # a rewrite is re-read
+
+
 def test_missing_predictor_is_a_clear_error(rng):
     with pytest.raises(ValueError, match="no kernel predictor for ×4"):
         estimate_kernel(rng.random((64, 64, 3)), 4, load_model("direct-x4"), "predictor")

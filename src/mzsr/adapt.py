@@ -138,10 +138,13 @@ def back_project(sr: torch.Tensor, lr: torch.Tensor, kernel: torch.Tensor | None
 
 
 def super_resolve(net, params: dict, lr: torch.Tensor, scale: int, tile: int | None = AUTO_TILE_INFER,
-                  precision: str = "fp32") -> torch.Tensor:
-    """SR = f(bicubic↑(LR)), clipped to [0, 1]."""
+                  precision: str = "fp32", frames: list[int] | None = None, shift: int = 0) -> torch.Tensor:
+    """SR = f(bicubic↑(LR)), clipped to [0, 1]; with ``frames``, the self-ensemble over those rotations/flips,
+    realigned by ``shift`` (:func:`mzsr.ensemble.self_ensemble`)."""
     x = upsample(lr, (lr.shape[-2] * scale, lr.shape[-1] * scale))
-    return forward_tiled(net, params, x, tile, precision).clamp_(0, 1)
+    if frames is None:
+        return forward_tiled(net, params, x, tile, precision).clamp_(0, 1)
+    return self_ensemble(lambda t: forward_tiled(net, params, t, tile, precision), x, shift, frames).clamp_(0, 1)
 
 
 def zero_shot(net, params: dict, lr_img: np.ndarray, kernel: np.ndarray | None, scale: int, downsample: str,
@@ -158,12 +161,8 @@ def zero_shot(net, params: dict, lr_img: np.ndarray, kernel: np.ndarray | None, 
     k = None if kernel is None else torch.as_tensor(kernel, dtype=torch.float32, device=device)
     adapted = adapt(net, params, lr, k, scale, downsample, steps, step_lrs, tile_train, callback,
                     precision=precision)
-    if ensemble:
-        x = upsample(lr, (lr.shape[-2] * scale, lr.shape[-1] * scale))
-        sr = self_ensemble(lambda t: forward_tiled(net, adapted, t, tile_infer, precision), x,
-                           alignment_shift(scale, downsample), kernel_symmetries(k)).clamp_(0, 1)
-    else:
-        sr = super_resolve(net, adapted, lr, scale, tile_infer, precision)
+    frames = kernel_symmetries(k) if ensemble else None
+    sr = super_resolve(net, adapted, lr, scale, tile_infer, precision, frames, alignment_shift(scale, downsample))
     if back_projection:
         sr = back_project(sr, lr, k, scale, downsample, back_projection).clamp_(0, 1)
     return sr.squeeze(0).permute(1, 2, 0).cpu().numpy()

@@ -15,6 +15,7 @@ sharpness; without it a first attempt did not learn at all in 600 steps.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -120,9 +121,17 @@ def weights_path(scale: int, downsample: str) -> Path:
 
 
 def load_predictor(path: Path) -> KernelNet:
-    card = json.loads(path.with_suffix(".json").read_text())
+    """The predictor saved at ``path``, read once per version of the file (a folder's images share it)."""
+    path = Path(path)
+    st = path.stat()
+    return _read_predictor(str(path.resolve()), (st.st_ino, st.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_predictor(path: str, version: tuple) -> KernelNet:  # a file replaced or rewritten is a new key
+    card = json.loads(Path(path).with_suffix(".json").read_text())
     net = KernelNet(card["channels"])
-    net.load_state_dict(load_file(str(path)))
+    net.load_state_dict(load_file(path))
     return net.eval()
 
 
