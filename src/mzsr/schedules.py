@@ -128,6 +128,11 @@ KERNELGAN_KEEP_FRACTION = 0.75
 KERNELGAN_X4_KERNEL_SIZE = 41  # the ×4 kernel k ⊛ k↑2 has 5× k's variance: ±4σ of a ×2 variance of 5
 
 # Kernel estimation, the predictor estimator (mzsr.estimate.predictor): the LR tiles it reads. Its training
-# schedule is KernelConfig's (mzsr.train.kernel).
+# settings are KernelConfig's (mzsr.train.kernel), its learning rate the function below.
 PREDICT_TILE = 64  # LR pixels per side, as in training
 PREDICT_TILES = 16  # the busiest tiles whose predictions are averaged
+
+
+def predictor_lr(step: int, base: float, drop_at: int) -> float:
+    """The kernel predictor's Adam rate: ``base``, a tenth of it from step ``drop_at`` on (0: never)."""
+    return base / 10 if 0 < drop_at <= step else base

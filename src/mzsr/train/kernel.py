@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from ..degrade import degrade_torch
 from ..io import atomic_write, data_root
 from ..estimate.predictor import KernelNet, random_kernels
+from ..schedules import predictor_lr
 from .common import make_sampler, open_run
 from .data import PatchSampler, load_images
 from .loop import Clock, RunLog, code_version, drive, parse_duration, save_training, start_or_resume
@@ -78,7 +79,7 @@ def run(cfg: KernelConfig, resume: bool = False) -> Path:
         x, y = make_batch(sampler.batch(cfg.batch), rng, cfg)  # every rank draws the batch, keeps its share
         x, y = x[ddp.rank::ddp.world].to(device), y[ddp.rank::ddp.world].to(device)
         for group in opt.param_groups:
-            group["lr"] = cfg.lr / 10 if 0 < cfg.lr_drop_at <= i else cfg.lr
+            group["lr"] = predictor_lr(i, cfg.lr, cfg.lr_drop_at)
         loss = F.l1_loss(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
