@@ -138,6 +138,15 @@ def test_models_lists_cards(capsys):
     assert rc == 0 and "direct-x2" in out
 
 
+def test_models_sum_the_steps_of_continued_runs():
+    from mzsr.cli import _describe_steps
+
+    pretrained = {"stage": "pretrain", "training": {"steps": 4000}}
+    first = {"stage": "meta", "training": {"steps": 849}, "base_card": pretrained}
+    assert _describe_steps(first) == "849"
+    assert _describe_steps({"stage": "meta", "training": {"steps": 126}, "base_card": first}) == "975 (849 + 126)"
+
+
 def test_kernel_convention_of_a_kernelgan_file(images, tmp_path, capsys):
     from scipy.io import loadmat
     from scipy.ndimage import center_of_mass, shift

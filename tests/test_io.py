@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mzsr.io import ImageError, atomic_write, discover_inputs, read_image, write_image
+from mzsr.io import ImageError, atomic_write, discover_inputs, hr_files, read_image, write_image
+from mzsr.train.validate import set14_pairs
 
 
 def save(tmp_path, name, im, **kw):
@@ -76,3 +77,19 @@ def test_outputs_are_not_private(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE((tmp_path / "o.png").stat().st_mode) == 0o666 & ~umask
+
+
+def test_test_sets_take_any_image_format(tmp_path, monkeypatch, rng):
+    """Benchmark sets and the Set14 validation read every image format (data carried to a GPU as WebP)."""
+    hr = tmp_path / "benchmark" / "Set14" / "HR"
+    hr.mkdir(parents=True)
+    rgb = rng.integers(0, 256, (20, 18, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(hr / "b.webp", lossless=True)
+    Image.fromarray(rgb).save(hr / "a.png")
+    (hr / "notes.txt").write_text("not an image")
+    monkeypatch.setenv("MZSR_DATA", str(tmp_path))
+    assert [p.name for p in hr_files("Set14")] == ["a.png", "b.webp"]
+    (lr_a, gt_a), (lr_b, gt_b) = set14_pairs(2, None, "direct")
+    assert np.array_equal(gt_a, gt_b) and np.array_equal(lr_a, lr_b)  # lossless WebP: the same pixels
+    with pytest.raises(ImageError, match="no such test set"):
+        hr_files("Set5")

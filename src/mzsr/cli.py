@@ -275,13 +275,23 @@ def cmd_degrade(args) -> int:
 def cmd_models(args) -> int:
     for name in available():
         card = read_card(name)
-        print(f"{name}: ×{card['scale']} {card['downsample']} downsampling, steps {card['training']['steps']}, "
+        print(f"{name}: ×{card['scale']} {card['downsample']} downsampling, steps {_describe_steps(card)}, "
               f"step lrs {_describe_step_lrs(card['step_lrs'])}")
         if card.get("notes"):
             print(f"    {card['notes']}")
         if card.get("metrics"):
             print(f"    metrics: {json.dumps(card['metrics'])}")
     return 0
+
+
+def _describe_steps(card: dict) -> str:
+    """The card's training steps, summed over the runs of its stage that went on from one another's weights
+    (``975 (849 + 126)``), so that a continued model does not look barely trained."""
+    runs, stage = [], card.get("stage")
+    while card and card.get("stage") == stage and "training" in card:
+        runs.insert(0, card["training"]["steps"])
+        card = card.get("base_card")
+    return str(runs[0]) if len(runs) == 1 else f"{sum(runs)} ({' + '.join(map(str, runs))})"
 
 
 def _describe_step_lrs(step_lrs: list) -> str:

@@ -105,3 +105,14 @@ def discover_inputs(inputs) -> list[Path]:
         else:
             raise ImageError(f"{p}: no such file or folder")
     return files
+
+
+def hr_files(set_name: str, limit: int | None = None) -> list[Path]:
+    """The first ``limit`` HR images of a test set, sorted by file name."""
+    folder = data_root() / "benchmark" / set_name / "HR"
+    if not folder.is_dir():
+        raise ImageError(f"{folder}: no such test set (set MZSR_DATA to the folder holding benchmark/)")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ImageError(f"{folder}: no images")
+    return files[:limit]

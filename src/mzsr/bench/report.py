@@ -9,10 +9,10 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from ..io import ImageError, atomic_write
+from ..io import ImageError, atomic_write, hr_files
 from .figures import comparison_grid, steps_plot
 from .runner import write_json
-from .scenarios import ground_truth, hr_files, read_rgb
+from .scenarios import ground_truth, read_rgb
 
 
 def _num(value, digits: int, signed: bool = False) -> str:

@@ -23,15 +23,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..io import ImageError, atomic_write, write_image
+from ..io import ImageError, atomic_write, hr_files, write_image
 from ..metrics import psnr_y, ssim_y
 from ..models import Model, ModelError, default_model, load_model
 from ..runtime import device_label, pick_device
 from ..zssr import REVISION as ZSSR_REVISION
 from .curve import psnr_vs_steps
 from .methods import Method, parse_method, run_method
-from .scenarios import (PAPER_SETS, Scenario, default_scenarios, degraded_input, get_scenario, ground_truth,
-                        hr_files, paper_value)
+from .scenarios import PAPER_SETS, Scenario, default_scenarios, degraded_input, get_scenario, ground_truth, paper_value
 
 DEFAULT_METHODS = ("bicubic", "zssr", "finetune1", "finetune10", "finetune100", "mzsr1", "mzsr10")
 

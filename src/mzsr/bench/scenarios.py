@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..api import degrade_image
-from ..io import IMAGE_SUFFIXES, ImageError, data_root, read_image, write_image
+from ..io import ImageError, read_image, write_image
 from ..kernels import gaussian_kernel
 from ..metrics import modcrop
 
@@ -73,17 +73,6 @@ def paper_value(scale: int, scenario: Scenario, set_name: str, paper_method: str
     """The paper's ``{"psnr", "ssim"}`` for a table cell, or ``None`` where its tables have no such cell."""
     table = _paper().get(f"x{scale}", {})
     return table.get(scenario.paper_key, {}).get(set_name, {}).get(paper_method)
-
-
-def hr_files(set_name: str, limit: int | None = None) -> list[Path]:
-    """The first ``limit`` HR images of a test set, sorted by file name."""
-    folder = data_root() / "benchmark" / set_name / "HR"
-    if not folder.is_dir():
-        raise ImageError(f"{folder}: no such test set (set MZSR_DATA to the folder holding benchmark/)")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ImageError(f"{folder}: no images")
-    return files[:limit]
 
 
 def read_rgb(path) -> np.ndarray:

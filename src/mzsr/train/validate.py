@@ -6,7 +6,7 @@ from PIL import Image
 
 from ..adapt import adapt, super_resolve, to_image, to_tensor
 from ..degrade import degrade, quantize
-from ..io import data_root
+from ..io import hr_files
 from ..metrics import modcrop, psnr_y
 
 import torch
@@ -15,9 +15,8 @@ import torch
 def set14_pairs(scale: int, kernel: np.ndarray | None, downsample: str, limit: int | None = None,
                 crop: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """(LR uint8, GT uint8) pairs from ``$MZSR_DATA/benchmark/Set14/HR``; ``crop`` takes a centred HR square."""
-    files = sorted((data_root() / "benchmark" / "Set14" / "HR").glob("*.png"))[:limit]
     pairs = []
-    for f in files:
+    for f in hr_files("Set14", limit):
         with Image.open(f) as im:
             gt = np.asarray(im.convert("RGB"))
         if crop:
