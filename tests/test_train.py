@@ -173,6 +173,13 @@ def test_learned_step_lrs_move_and_ship_in_the_card(train_dir, tmp_path, tiny_mo
     net = SRNet(**{k: v for k, v in model.card["arch"].items()})
     assert card_step_lrs(net, None, MetaConfig(test_step_lrs=[0.02])) == [0.02]
     assert init_step_lrs(net, MetaConfig()) is None
+    # going on from these weights starts from their learned rates; steps they lack, and scalar schedules, from
+    # the inner rate
+    going_on = init_step_lrs(net, MetaConfig(learn_step_lrs=True, inner_steps=3, inner_lr=0.05), model.step_lrs)
+    assert torch.equal(going_on[:2], torch.tensor([list(r.values()) for r in model.step_lrs]))
+    assert torch.equal(going_on[2], torch.full_like(going_on[2], 0.05))
+    fresh = init_step_lrs(net, MetaConfig(learn_step_lrs=True, inner_steps=2, inner_lr=0.05), [0.02, 0.01])
+    assert torch.equal(fresh, torch.full_like(fresh, 0.05)) and fresh.requires_grad
     from mzsr import upscale
     from mzsr.cli import _describe_step_lrs
 

@@ -85,12 +85,18 @@ def task_losses(net: SRNet, params: dict, task, inner_steps: int, inner_lr: floa
     return losses
 
 
-def init_step_lrs(net: SRNet, cfg: MetaConfig) -> torch.Tensor | None:
-    """The learned inner rates (LSLR), all ``inner_lr`` at first; ``None`` when the rate is fixed."""
+def init_step_lrs(net: SRNet, cfg: MetaConfig, start: list | None = None) -> torch.Tensor | None:
+    """The learned inner rates (LSLR); ``None`` when the rate is fixed. They start from ``start``'s learned
+    per-layer rates (the card of the model a run goes on from) where it has them, else from ``inner_lr``: a
+    scalar test-time schedule is not an inner rate the weights were trained with."""
     if not cfg.learn_step_lrs:
         return None
-    n = len(list(net.parameters()))
-    return torch.full((cfg.inner_steps, n), cfg.inner_lr, device=next(net.parameters()).device, requires_grad=True)
+    names = [k for k, _ in net.named_parameters()]
+    given = list(start or []) + [None] * cfg.inner_steps
+    rows = [[float(r[k]) for k in names] if isinstance(r, dict) and set(names) <= set(r)
+            else [cfg.inner_lr] * len(names) for r in given[:cfg.inner_steps]]
+    like = next(net.parameters())
+    return torch.tensor(rows, dtype=like.dtype, device=like.device, requires_grad=True)
 
 
 def card_step_lrs(net: SRNet, rates: torch.Tensor | None, cfg: MetaConfig) -> list:
@@ -159,7 +165,7 @@ def run(cfg: MetaConfig, resume: bool = False) -> Path:
     base = load_model(cfg.init, device)
     net = SRNet(base.card["arch"]["channels"], base.card["arch"]["depth"], base.card["arch"]["bias"]).to(device)
     net.load_state_dict(base.params)
-    rates = init_step_lrs(net, cfg)
+    rates = init_step_lrs(net, cfg, base.card.get("step_lrs"))
     if cfg.freeze_weights and rates is None:
         raise ValueError("freeze_weights needs learn_step_lrs: there would be nothing to learn")
     learned = ([] if cfg.freeze_weights else list(net.parameters())) + ([] if rates is None else [rates])
