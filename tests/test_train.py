@@ -232,12 +232,15 @@ def test_sigkill_loses_at_most_one_checkpoint_interval(train_dir, tmp_path):
     logged = [json.loads(l)["step"] for l in (run_dir / "log.jsonl").read_text().splitlines()] if (
         run_dir / "log.jsonl").exists() else []
     assert state["step"] >= 3 and (not logged or max(logged) >= state["step"] - 50)
-    rc = subprocess.run(cli("train", "pretrain", "--train-dirs", train_dir, "--patch", 16, "--batch", 2,
-                            "--channels", 8, "--depth", 3, "--val-every", 0, "--device", "cpu",
-                            "--run-dir", run_dir, "--steps", state["step"] + 2, "--resume"),
+    # --resume takes the run's saved config: only what changes (here the step count) is given again
+    rc = subprocess.run(cli("train", "pretrain", "--run-dir", run_dir, "--steps", state["step"] + 2, "--resume"),
                         capture_output=True, text=True)
     assert rc.returncode == 0, rc.stderr[-2000:]
     assert load_checkpoint(ckpt)["step"] == state["step"] + 2
+    assert load_checkpoint(ckpt)["net"]["convs.0.weight"].shape[0] == 8  # the run's 8 channels, not the default
+    rc = subprocess.run(cli("train", "pretrain", "--run-dir", tmp_path / "none", "--resume"),
+                        capture_output=True, text=True)
+    assert rc.returncode == 2 and "no run to resume there" in rc.stderr
 
 
 def test_time_budget_and_sigterm_stop_cleanly(train_dir, tmp_path):

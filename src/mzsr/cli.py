@@ -6,6 +6,7 @@ are written to a temporary file and renamed, and inputs are never overwritten.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -137,7 +138,8 @@ def _train_parsers(sub) -> None:
                             ("kernel", KernelConfig, "the kernel predictor of --estimator predictor")):
         p = stages.add_parser(name, help=text)
         add_config_args(p, cls)
-        p.add_argument("--resume", action="store_true", help="continue the run in --run-dir exactly")
+        p.add_argument("--resume", action="store_true",
+                       help="continue the run in --run-dir exactly, with its saved config (options given override it)")
         p.set_defaults(config_cls=cls)
     tu = stages.add_parser("tune-step-lrs", help="compare test-time step schedules on the validation set")
     tu.add_argument("weights", help="a model name or .safetensors path")
@@ -356,7 +358,13 @@ def main(argv=None) -> int:
                 extra["benchmark"] = {k: v for r in found for k, v in model_scores(r, args.name).items()}
             print(ship(args.weights, args.name, args.base, args.notes, **extra))
             return 0
-        cfg = build_config(args.config_cls, args)
+        base = None
+        if args.resume:  # the run's own config; options given now override it (e.g. a new --time-budget)
+            from .train.loop import saved_config
+            run_dir = args.cfg_run_dir or next(f.default for f in dataclasses.fields(args.config_cls)
+                                               if f.name == "run_dir")
+            base = saved_config(run_dir)
+        cfg = build_config(args.config_cls, args, base)
         if args.stage == "pretrain":
             from .train.pretrain import run
         elif args.stage == "kernel":

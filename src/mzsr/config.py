@@ -35,8 +35,9 @@ def add_config_args(parser: argparse.ArgumentParser, cls) -> None:
         parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
 
 
-def build_config(cls, args: argparse.Namespace):
-    values = {}
+def build_config(cls, args: argparse.Namespace, base: dict | None = None):
+    """``cls`` from ``base`` (e.g. a resumed run's saved config), then ``--config FILE``, then the options given."""
+    values = dict(base or {})
     if getattr(args, "config", None):
         values.update(json.loads(Path(args.config).read_text()))
     for f in dataclasses.fields(cls):

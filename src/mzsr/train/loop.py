@@ -171,6 +171,14 @@ def prepare_run_dir(run_dir: Path, config: dict, data_files: list, resume: bool)
     (run_dir / "data.txt").write_text("".join(f"{f}\n" for f in data_files))
 
 
+def saved_config(run_dir: Path) -> dict:
+    """The config a run last ran with (its newest run record), for ``--resume`` without repeating options."""
+    records = sorted(Path(run_dir).glob("run-resume-*.json")) or [Path(run_dir) / "run.json"]
+    if not records[-1].is_file():
+        raise FileNotFoundError(f"{run_dir}: no run to resume there (no run.json)")
+    return json.loads(records[-1].read_text())["config"]
+
+
 class Clock:
     """Wall-clock budget and checkpoint interval."""
 
