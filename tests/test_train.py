@@ -184,6 +184,10 @@ def test_learned_step_lrs_move_and_ship_in_the_card(train_dir, tmp_path, tiny_mo
     from mzsr.cli import _describe_step_lrs
 
     assert _describe_step_lrs(model.step_lrs).startswith("learned per layer, mean per step [")
+    from mzsr.schedules import scale_step_lrs
+
+    doubled = scale_step_lrs(model.step_lrs + [0.01], 2)
+    assert all(doubled[i][k] == 2 * model.step_lrs[i][k] for i in range(2) for k in model.params) and doubled[2] == 0.02
     img = (np.random.default_rng(0).random((24, 20, 3)) * 255).astype(np.uint8)
     assert upscale(img, 2, kernel="iso:1.0", steps=3, model=model, device="cpu").shape == (48, 40, 3)
 
@@ -303,7 +307,8 @@ def test_tune_step_lrs_ranks_candidates_on_validation(tiny_model, data):
 
     cfg = MetaConfig(val_limit=1, val_crop=32, val_steps=[1, 2], device="cpu")
     rows = tune_step_lrs(tiny_model, cfg, {"zero": [0.0], "big": [0.5]})
-    assert {r[0] for r in rows} == {"zero", "big"}
+    assert {r[0] for r in rows} == {"zero", "big", "card", "card×0.75", "card×1.25"}  # the model's own compete
+    assert dict((r[0], r[1]) for r in rows)["card×1.25"] == [0.0125]  # the tiny model's card has [0.01]
     scores = [r[2]["score"] for r in rows]
     assert scores == sorted(scores, reverse=True)
     zero = dict((r[0], r[2]) for r in rows)["zero"]

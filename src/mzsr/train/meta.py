@@ -19,7 +19,7 @@ from ..kernels import gaussian_kernel
 from ..models import load_model, save_model
 from ..net import SRNet, functional_forward
 from ..runtime import autocast, pick_device
-from ..schedules import STEP_LR_CANDIDATES, multi_step_weights
+from ..schedules import STEP_LR_CANDIDATES, multi_step_weights, scale_step_lrs
 from .common import make_card, make_sampler, open_run
 from .data import sample_task
 from .loop import Clock, RunLog, drive, parse_duration, save_training, start_or_resume
@@ -150,8 +150,11 @@ def validate(net, cfg: MetaConfig, sets, params: dict | None = None, step_lrs: l
 
 
 def tune_step_lrs(weights, cfg: MetaConfig, candidates: dict = STEP_LR_CANDIDATES) -> list[tuple[str, list, dict]]:
-    """Validation scores of each candidate test-time schedule for a trained model, best first."""
+    """Validation scores of each candidate test-time schedule for a trained model, best first. The model's own
+    schedule (``card``, learned per-layer rates included) and it scaled ×0.75 and ×1.25 compete too."""
     model = load_model(weights, pick_device(cfg.device))
+    candidates = {**{f"card×{f:g}" if f != 1 else "card": scale_step_lrs(model.step_lrs, f) for f in (1, 0.75, 1.25)},
+                  **candidates}
     sets = _validation_sets(cfg)
     rows = [(name, lrs, validate(model.net, dataclasses.replace(cfg, test_step_lrs=lrs), sets, model.params))
             for name, lrs in candidates.items()]
