@@ -6,7 +6,6 @@ are written to a temporary file and renamed, and inputs are never overwritten.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -361,9 +360,7 @@ def main(argv=None) -> int:
         base = None
         if args.resume:  # the run's own config; options given now override it (e.g. a new --time-budget)
             from .train.loop import saved_config
-            run_dir = args.cfg_run_dir or next(f.default for f in dataclasses.fields(args.config_cls)
-                                               if f.name == "run_dir")
-            base = saved_config(run_dir)
+            base = saved_config(args.cfg_run_dir or args.config_cls.run_dir)
         cfg = build_config(args.config_cls, args, base)
         if args.stage == "pretrain":
             from .train.pretrain import run

@@ -153,8 +153,9 @@ def tune_step_lrs(weights, cfg: MetaConfig, candidates: dict = STEP_LR_CANDIDATE
     """Validation scores of each candidate test-time schedule for a trained model, best first. The model's own
     schedule (``card``, learned per-layer rates included) and it scaled ×0.75 and ×1.25 compete too."""
     model = load_model(weights, pick_device(cfg.device))
-    candidates = {**{f"card×{f:g}" if f != 1 else "card": scale_step_lrs(model.step_lrs, f) for f in (1, 0.75, 1.25)},
-                  **candidates}
+    own = {"card": model.step_lrs, "card×0.75": scale_step_lrs(model.step_lrs, 0.75),
+           "card×1.25": scale_step_lrs(model.step_lrs, 1.25)}
+    candidates = {**own, **candidates}
     sets = _validation_sets(cfg)
     rows = [(name, lrs, validate(model.net, dataclasses.replace(cfg, test_step_lrs=lrs), sets, model.params))
             for name, lrs in candidates.items()]
