@@ -1,7 +1,8 @@
 """Seconds per training step of both stages, as the real training loops log them: bicubic pretraining
-(fp32, and bf16 autocast + channels_last) and meta-steps (exact second order and first order, fp32 and bf16).
+(fp32, and bf16 autocast + channels_last) and meta-steps (exact second order and first order, fp32 and bf16;
+second order also with the meta-batch's tasks batched through vmap).
 
-    python benchmarks/speed_train.py [--cases pretrain-fp32 meta2-fp32 ...] [--meta-steps 3]
+    python benchmarks/speed_train.py [--cases pretrain-fp32 meta2-fp32 ...] [--meta-steps 3] [--meta-batch 5]
                                      [--pretrain-steps 150] [--inner-steps 5] [--train-dirs DIR ...]
 
 Each case runs ``mzsr train pretrain|meta`` in-process for a few steps (no validation) into a temporary run
@@ -21,13 +22,16 @@ from mzsr.io import data_root
 from mzsr.train.meta import MetaConfig, run as run_meta
 from mzsr.train.pretrain import PretrainConfig, run as run_pretrain
 
-CASES = {  # name: (stage, precision, first order); meta2 = exact second order, meta1 = first order
-    "pretrain-fp32": ("pretrain", "fp32", None),
-    "pretrain-bf16": ("pretrain", "bf16", None),
-    "meta2-fp32": ("meta", "fp32", False),
-    "meta2-bf16": ("meta", "bf16", False),
-    "meta1-fp32": ("meta", "fp32", True),
-    "meta1-bf16": ("meta", "bf16", True),
+# name: (stage, precision, first order, tasks batched); meta2 = exact second order, meta1 = first order;
+# "-batched": the meta-batch's tasks in one vmapped pass (the default on CUDA), else one after another
+CASES = {
+    "pretrain-fp32": ("pretrain", "fp32", None, None),
+    "pretrain-bf16": ("pretrain", "bf16", None, None),
+    "meta2-fp32": ("meta", "fp32", False, "false"),
+    "meta2-fp32-batched": ("meta", "fp32", False, "true"),
+    "meta2-bf16": ("meta", "bf16", False, "false"),
+    "meta1-fp32": ("meta", "fp32", True, "false"),
+    "meta1-bf16": ("meta", "bf16", True, "false"),
 }
 
 
@@ -42,7 +46,7 @@ def seconds_per_step(run_dir: Path) -> tuple[float, int]:
 
 
 def run_case(name: str, args, tmp: Path) -> tuple[float, int]:
-    stage, precision, first_order = CASES[name]
+    stage, precision, first_order, batch_tasks = CASES[name]
     common = dict(train_dirs=args.train_dirs, precision=precision, val_every=0, device=args.device,
                   run_dir=str(tmp / name))
     if stage == "pretrain":
@@ -51,7 +55,8 @@ def run_case(name: str, args, tmp: Path) -> tuple[float, int]:
                                     channels_last=precision != "fp32", **common))
     else:
         run_meta(MetaConfig(init="pretrained-x2", inner_steps=args.inner_steps, first_order=first_order,
-                            steps=args.meta_steps, **common))
+                            batch_tasks=batch_tasks, meta_batch=args.meta_batch, steps=args.meta_steps,
+                            **common))
     return seconds_per_step(tmp / name)
 
 
@@ -61,6 +66,7 @@ def main():
     p.add_argument("--pretrain-steps", type=int, default=150)
     p.add_argument("--meta-steps", type=int, default=3)
     p.add_argument("--inner-steps", type=int, default=5)
+    p.add_argument("--meta-batch", type=int, default=5)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--patch", type=int, default=64)
     p.add_argument("--train-dirs", nargs="+", default=[str(data_root() / "train/T91")],
@@ -68,7 +74,7 @@ def main():
     p.add_argument("--device", default="auto")
     args = p.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; pretraining batch {args.batch}×"
-          f"{args.patch}²; meta batch 5 tasks × (8+8)×64², {args.inner_steps} inner steps")
+          f"{args.patch}²; meta batch {args.meta_batch} tasks × (8+8)×64², {args.inner_steps} inner steps")
     print("| case | s per step | steps timed |")
     print("|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,7 +14,7 @@ from PIL import Image
 from mzsr.net import SRNet
 from mzsr.schedules import multi_step_weights
 from mzsr.train.loop import load_checkpoint
-from mzsr.train.meta import MetaConfig, card_step_lrs, init_step_lrs, task_losses
+from mzsr.train.meta import MetaConfig, batching_tasks, card_step_lrs, init_step_lrs, meta_backward, task_losses
 from mzsr.train.meta import run as run_meta
 from mzsr.train.pretrain import PretrainConfig
 from mzsr.train.pretrain import run as run_pretrain
@@ -90,6 +90,33 @@ def test_learned_step_lrs_gradient_matches_finite_differences():
             fd = (objective(up).item() - objective(down).item()) / (2 * eps)
             assert grad[i, j].item() == pytest.approx(fd, rel=1e-4, abs=1e-8)
     assert grad.abs().min() > 0  # every rate of every step matters
+
+
+@pytest.mark.parametrize("second_order", [True, False])
+def test_batched_tasks_give_the_same_meta_gradient(second_order):
+    """vmap over the meta-batch (the CUDA default) = the tasks one after another, weights and learned rates."""
+    torch.manual_seed(2)
+    net = SRNet(channels=4, depth=3).double()
+    tasks = [tiny_task(seed=s, n=3) for s in range(3)]
+    cfg = MetaConfig(inner_steps=2)
+    rates = (torch.rand(2, len(list(net.parameters())), dtype=torch.float64) * 0.5 + 0.2).requires_grad_(True)
+    grads, totals = [], []
+    for batched in (False, True):
+        net.zero_grad(set_to_none=True)
+        rates.grad = None
+        totals.append(meta_backward(net, tasks, [0.4, 0.6], cfg, second_order, "cpu", rates, batched))
+        grads.append([p.grad.clone() for p in net.parameters()] + [rates.grad.clone()])
+    assert totals[1] == pytest.approx(totals[0], rel=1e-12)
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert all(g.abs().sum() > 0 for g in grads[1])
+
+
+def test_batching_tasks_default_follows_the_device():
+    assert batching_tasks(MetaConfig(), "cuda") and not batching_tasks(MetaConfig(), "cpu")
+    assert batching_tasks(MetaConfig(batch_tasks="true"), "cpu")
+    with pytest.raises(ValueError, match="batch_tasks"):
+        batching_tasks(MetaConfig(batch_tasks="yes"), "cpu")
 
 
 def test_multi_step_weights_anneal():

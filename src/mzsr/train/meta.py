@@ -60,6 +60,8 @@ class MetaConfig:
     seed: int = 0
     precision: str = "fp32"
     device: str = "auto"
+    # "auto": the meta-batch's tasks run together (torch.func.vmap) on CUDA, one after another elsewhere
+    batch_tasks: str = "auto"
     run_dir: str = "runs/meta-direct-x2"
 
 
@@ -69,20 +71,43 @@ def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.to(dtype) - b.to(dtype)).abs().mean()
 
 
+def _inner_loop(loss_fn, fast: dict, train: tuple, test: tuple, inner_steps: int,
+                inner_lr: float | torch.Tensor, second_order: bool) -> list[torch.Tensor]:
+    losses = []
+    for i in range(inner_steps):
+        # .sum(): batched tasks' losses are independent, so this sum's gradient w.r.t. task t's weights is task t's
+        grads = torch.autograd.grad(loss_fn(fast, *train).sum(), list(fast.values()), create_graph=second_order)
+        rates = inner_lr[i] if torch.is_tensor(inner_lr) else [inner_lr] * len(grads)
+        fast = {k: w - a * g for (k, w), a, g in zip(fast.items(), rates, grads)}
+        losses.append(loss_fn(fast, *test))
+    return losses
+
+
 def task_losses(net: SRNet, params: dict, task, inner_steps: int, inner_lr: float | torch.Tensor,
                 second_order: bool) -> list[torch.Tensor]:
     """D_te losses after each of the inner SGD steps taken on D_tr, differentiable w.r.t. ``params`` (and
     ``inner_lr`` when it is a learned ``(inner_steps, len(params))`` tensor of per-step, per-parameter rates)."""
-    (x_tr, y_tr), (x_te, y_te) = task
-    fast = dict(params)
-    losses = []
-    for i in range(inner_steps):
-        loss = l1(functional_forward(net, fast, x_tr), y_tr)
-        grads = torch.autograd.grad(loss, list(fast.values()), create_graph=second_order)
-        rates = inner_lr[i] if torch.is_tensor(inner_lr) else [inner_lr] * len(grads)
-        fast = {k: w - a * g for (k, w), a, g in zip(fast.items(), rates, grads)}
-        losses.append(l1(functional_forward(net, fast, x_te), y_te))
-    return losses
+    return _inner_loop(lambda p, x, y: l1(functional_forward(net, p, x), y), dict(params), *task,
+                       inner_steps, inner_lr, second_order)
+
+
+def batched_task_losses(net: SRNet, params: dict, tasks: list, inner_steps: int,
+                        inner_lr: float | torch.Tensor, second_order: bool) -> torch.Tensor:
+    """``task_losses`` of several tasks at once, as an ``(inner_steps, len(tasks))`` tensor: each task has its
+    own fast weights and ``vmap`` runs every layer once for all of them (a grouped convolution), so a GPU that
+    one task's 8 small patches leave launch-bound does a meta-batch in little more than one task's time."""
+    x_tr, y_tr, x_te, y_te = (torch.stack(part) for part in zip(*(t[0] + t[1] for t in tasks)))
+    fast = {k: w.expand(len(tasks), *w.shape) for k, w in params.items()}
+    batched_l1 = torch.func.vmap(lambda p, x, y: l1(functional_forward(net, p, x), y))
+    return torch.stack(_inner_loop(batched_l1, fast, (x_tr, y_tr), (x_te, y_te), inner_steps, inner_lr,
+                                   second_order))
+
+
+def batching_tasks(cfg: MetaConfig, device) -> bool:
+    """Whether a run's meta-batches go through ``batched_task_losses``."""
+    if cfg.batch_tasks not in ("auto", "true", "false"):
+        raise ValueError(f"batch_tasks must be auto, true or false, not {cfg.batch_tasks!r}")
+    return torch.device(device).type == "cuda" if cfg.batch_tasks == "auto" else cfg.batch_tasks == "true"
 
 
 def init_step_lrs(net: SRNet, cfg: MetaConfig, start: list | None = None) -> torch.Tensor | None:
@@ -110,16 +135,21 @@ def card_step_lrs(net: SRNet, rates: torch.Tensor | None, cfg: MetaConfig) -> li
 
 
 def meta_backward(net: SRNet, tasks: list, weights: list[float], cfg: MetaConfig, second_order: bool,
-                  device, rates: torch.Tensor | None = None) -> float:
+                  device, rates: torch.Tensor | None = None, batched: bool = False) -> float:
     """Accumulate into ``net``'s (and the learned ``rates``') .grad the sum over ``tasks`` of the weighted
-    multi-step loss; returns it."""
+    multi-step loss; returns it. ``batched`` runs the tasks together (``batched_task_losses``)."""
     params = dict(net.named_parameters())
+    rate = cfg.inner_lr if rates is None else rates
+    # unbatched, one task at a time keeps one task's graph in memory
+    groups = [tasks] if batched and tasks else [[task] for task in tasks]
     total = 0.0
-    for task in tasks:  # one task at a time keeps one task's graph in memory
-        task = tuple((x.to(device), y.to(device)) for x, y in task)
+    for group in groups:
+        group = [tuple((x.to(device), y.to(device)) for x, y in task) for task in group]
         with autocast(device, cfg.precision):
-            losses = task_losses(net, params, task, cfg.inner_steps, cfg.inner_lr if rates is None else rates,
-                                 second_order)
+            if batched:
+                losses = batched_task_losses(net, params, group, cfg.inner_steps, rate, second_order).sum(1)
+            else:
+                losses = task_losses(net, params, group[0], cfg.inner_steps, rate, second_order)
         loss = sum(w * l for w, l in zip(weights, losses))
         loss.backward()
         total += loss.item()
@@ -170,6 +200,7 @@ def run(cfg: MetaConfig, resume: bool = False) -> Path:
     net = SRNet(base.card["arch"]["channels"], base.card["arch"]["depth"], base.card["arch"]["bias"]).to(device)
     net.load_state_dict(base.params)
     rates = init_step_lrs(net, cfg, base.card.get("step_lrs"))
+    batched = batching_tasks(cfg, device)
     if cfg.freeze_weights and rates is None:
         raise ValueError("freeze_weights needs learn_step_lrs: there would be nothing to learn")
     learned = ([] if cfg.freeze_weights else list(net.parameters())) + ([] if rates is None else [rates])
@@ -193,7 +224,7 @@ def run(cfg: MetaConfig, resume: bool = False) -> Path:
         opt.zero_grad(set_to_none=True)
         net.zero_grad(set_to_none=True)  # frozen weights are not the optimizer's to clear
         mine = ddp.share(tasks)
-        loss = meta_backward(net, mine, weights, cfg, second_order, device, rates) / max(len(mine), 1)
+        loss = meta_backward(net, mine, weights, cfg, second_order, device, rates, batched) / max(len(mine), 1)
         ddp.average_grads(list(net.parameters()) + ([] if rates is None else [rates]), len(mine), cfg.meta_batch)
         opt.step()
         if rates is not None:
