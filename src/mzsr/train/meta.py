@@ -94,8 +94,8 @@ def task_losses(net: SRNet, params: dict, task, inner_steps: int, inner_lr: floa
 def batched_task_losses(net: SRNet, params: dict, tasks: list, inner_steps: int,
                         inner_lr: float | torch.Tensor, second_order: bool) -> torch.Tensor:
     """``task_losses`` of several tasks at once, as an ``(inner_steps, len(tasks))`` tensor: each task has its
-    own fast weights and ``vmap`` runs every layer once for all of them (a grouped convolution), so a GPU that
-    one task's 8 small patches leave launch-bound does a meta-batch in little more than one task's time."""
+    own fast weights and ``vmap`` runs every layer once for all of them (a grouped convolution): bigger kernels
+    for a GPU that one task's 8 small patches leave launch-bound (slower on a CPU; not yet timed on a GPU)."""
     x_tr, y_tr, x_te, y_te = (torch.stack(part) for part in zip(*(t[0] + t[1] for t in tasks)))
     fast = {k: w.expand(len(tasks), *w.shape) for k, w in params.items()}
     batched_l1 = torch.func.vmap(lambda p, x, y: l1(functional_forward(net, p, x), y))
