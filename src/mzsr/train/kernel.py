@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from ..config import config
 from ..degrade import degrade_torch
 from ..io import atomic_write, data_root
 from ..estimate.predictor import KernelNet, random_kernels
@@ -23,10 +25,10 @@ from .data import PatchSampler, load_images
 from .loop import Clock, RunLog, code_version, drive, parse_duration, save_training, start_or_resume
 
 
-@dataclass
+@config
 class KernelConfig:
     scale: int = 2
-    downsample: str = "direct"
+    downsample: Literal["direct", "bicubic"] = "direct"
     train_dirs: list[str] = field(default_factory=list)  # empty: T91 + BSDS500_test under $MZSR_DATA
     patch: int = 64  # LR pixels per side (the HR patch is scale times larger)
     batch: int = 16

@@ -9,12 +9,14 @@ inner step with the weights (MAML++'s LSLR); the model's card then carries them 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
+from ..config import config
 from ..kernels import gaussian_kernel
 from ..models import load_model, save_model
 from ..net import SRNet, functional_forward
@@ -29,10 +31,10 @@ from .validate import psnr_after_steps, set14_pairs
 VAL_KERNELS = {"iso2.0": (2.0, 2.0, 0.0), "ani4-1": (4.0, 1.0, -0.5)}
 
 
-@dataclass
+@config
 class MetaConfig:
     scale: int = 2
-    downsample: str = "direct"
+    downsample: Literal["direct", "bicubic"] = "direct"
     init: str = "runs/pretrain-x2/best.safetensors"  # θ_T: a .safetensors path or a shipped model name
     name: str = ""  # model name written into the card; default "<downsample>-x<scale>"
     train_dirs: list[str] = field(default_factory=list)
@@ -58,10 +60,10 @@ class MetaConfig:
     checkpoint_minutes: float = 3.0
     time_budget: str = ""
     seed: int = 0
-    precision: str = "fp32"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     device: str = "auto"
     # "auto": the meta-batch's tasks run together (torch.func.vmap) on CUDA, one after another elsewhere
-    batch_tasks: str = "auto"
+    batch_tasks: Literal["auto", "true", "false"] = "auto"
     run_dir: str = "runs/meta-direct-x2"
 
 
@@ -105,8 +107,6 @@ def batched_task_losses(net: SRNet, params: dict, tasks: list, inner_steps: int,
 
 def batching_tasks(cfg: MetaConfig, device) -> bool:
     """Whether a run's meta-batches go through ``batched_task_losses``."""
-    if cfg.batch_tasks not in ("auto", "true", "false"):
-        raise ValueError(f"batch_tasks must be auto, true or false, not {cfg.batch_tasks!r}")
     return torch.device(device).type == "cuda" if cfg.batch_tasks == "auto" else cfg.batch_tasks == "true"
 
 

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
+from ..config import config
 from ..models import load_model, save_model
 from ..net import SRNet
 from ..runtime import autocast
@@ -18,7 +20,7 @@ from .loop import Clock, RunLog, drive, parse_duration, save_training, start_or_
 from .validate import psnr_after_steps, set14_pairs
 
 
-@dataclass
+@config
 class PretrainConfig:
     scale: int = 2
     train_dirs: list[str] = field(default_factory=list)  # empty: T91 + BSDS500_test under $MZSR_DATA
@@ -33,7 +35,7 @@ class PretrainConfig:
     checkpoint_minutes: float = 3.0
     time_budget: str = ""
     seed: int = 0
-    precision: str = "fp32"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     channels_last: bool = False
     device: str = "auto"
     run_dir: str = "runs/pretrain-x2"
