@@ -68,9 +68,13 @@ def test_export_records_benchmark_scores_in_the_card(tmp_path, tiny_model, monke
     monkeypatch.setattr(models, "WEIGHTS_DIR", tmp_path / "weights")
     cell = {"set": "Set5", "scenario": "gd2.0", "method": "mzsr1", "label": "MZSR(1)", "status": "done",
             "psnr": 30.123456, "ssim": 0.9, "n_images": 5, "paper": {"psnr": 35.2, "ssim": 0.94}}
+    from mzsr.bench.runner import fingerprint
     other = {**cell, "scenario": "gb1.3", "psnr": 20.0}
-    results = {"benchmark": {"scale": 2}, "cells": [cell, other],
-               "scenarios": {"gd2.0": {"model": "mine-x2"}, "gb1.3": {"model": "someone-else"}}}
+    earlier = {**cell, "scenario": "gd0.2", "psnr": 25.0}  # same name, other weights: not this model's
+    mine = {"model": "mine-x2", "digests": {"model": fingerprint(models.load_model(tiny_model))["sha256"]}}
+    results = {"benchmark": {"scale": 2}, "cells": [cell, other, earlier],
+               "scenarios": {"gd2.0": mine, "gb1.3": {"model": "someone-else"},
+                             "gd0.2": {"model": "mine-x2", "digests": {"model": "0123456789abcdef"}}}}
     (tmp_path / "results.json").write_text(json.dumps(results))
     assert main(["train", "export", str(tiny_model), "--name", "mine-x2", "--results",
                  str(tmp_path / "results.json")]) == 0

@@ -349,12 +349,14 @@ def main(argv=None) -> int:
 
             extra = {"step_lrs": args.step_lrs} if args.step_lrs else {}
             if args.results:
-                from .bench.runner import model_scores, read_json
+                from .bench.runner import fingerprint, model_scores, read_json
+                from .models import load_model
                 found = [read_json(f) for f in args.results]
                 bad = [str(f) for f, r in zip(args.results, found) if r is None]
                 if bad:
                     raise ValueError(f"{', '.join(bad)}: not a readable benchmark results.json")
-                extra["benchmark"] = {k: v for r in found for k, v in model_scores(r, args.name).items()}
+                digest = fingerprint(load_model(args.weights))["sha256"]
+                extra["benchmark"] = {k: v for r in found for k, v in model_scores(r, args.name, digest).items()}
             print(ship(args.weights, args.name, args.base, args.notes, **extra))
             return 0
         base = None

@@ -401,12 +401,16 @@ def pool_folders(out: Path, sources: list[Path]) -> dict:
     return _recount(results)
 
 
-def model_scores(results: dict, name: str) -> dict:
+def model_scores(results: dict, name: str, digest: str | None = None) -> dict:
     """The finished cells of a benchmark that used model ``name`` (MZSR, and fine-tuning from its base), as
-    ``{"<set> <scenario> x<scale>": {method label: {psnr, ssim, images, paper}}}`` for the model's card."""
+    ``{"<set> <scenario> x<scale>": {method label: {psnr, ssim, images, paper}}}`` for the model's card. With
+    ``digest`` (``fingerprint(...)["sha256"]``), scenarios last run with other weights of that name are left out:
+    a report keeps cells of earlier weights that a later run did not redo."""
     scale, out = results["benchmark"]["scale"], {}
     for c in results["cells"]:
-        if c["status"] == "done" and results["scenarios"][c["scenario"]]["model"] == name:
+        scenario = results["scenarios"][c["scenario"]]
+        ran = scenario.get("digests", {}).get("model")
+        if c["status"] == "done" and scenario["model"] == name and (digest is None or ran == digest):
             paper = c["paper"] or {}
             out.setdefault(f"{c['set']} {c['scenario']} x{scale}", {})[c["label"]] = {
                 "psnr": round(c["psnr"], 4), "ssim": round(c["ssim"], 4), "images": c["n_images"],
