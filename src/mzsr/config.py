@@ -52,9 +52,9 @@ def add_config_args(parser: argparse.ArgumentParser, cls) -> None:
             kwargs.update(nargs="+", type=inner)
         elif hint is bool:
             kwargs.update(type=_parse_bool)
-        elif _choices(hint):
+        elif choices := _choices(hint):
             del kwargs["metavar"]  # argparse then shows the choices
-            kwargs.update(choices=_choices(hint), type=type(_choices(hint)[0]))
+            kwargs.update(choices=choices, type=type(choices[0]))
         else:
             args = [a for a in typing.get_args(hint) if a is not type(None)]
             kwargs.update(type=args[0] if args else hint)
