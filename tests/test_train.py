@@ -14,7 +14,8 @@ from PIL import Image
 from mzsr.net import SRNet
 from mzsr.schedules import multi_step_weights
 from mzsr.train.loop import load_checkpoint
-from mzsr.train.meta import MetaConfig, batching_tasks, card_step_lrs, init_step_lrs, meta_backward, task_losses
+from mzsr.train.meta import (MetaConfig, batching_tasks, card_step_lrs, init_step_lrs, l1, meta_backward,
+                             task_losses)
 from mzsr.train.meta import run as run_meta
 from mzsr.train.pretrain import PretrainConfig
 from mzsr.train.pretrain import run as run_pretrain
@@ -92,13 +93,13 @@ def test_learned_step_lrs_gradient_matches_finite_differences():
     assert grad.abs().min() > 0  # every rate of every step matters
 
 
-@pytest.mark.parametrize("second_order", [True, False])
-def test_batched_tasks_give_the_same_meta_gradient(second_order):
+@pytest.mark.parametrize("second_order,start_weight", [(True, 0.0), (False, 0.0), (True, 0.1)])
+def test_batched_tasks_give_the_same_meta_gradient(second_order, start_weight):
     """vmap over the meta-batch (the CUDA default) = the tasks one after another, weights and learned rates."""
     torch.manual_seed(2)
     net = SRNet(channels=4, depth=3).double()
     tasks = [tiny_task(seed=s, n=3) for s in range(3)]
-    cfg = MetaConfig(inner_steps=2)
+    cfg = MetaConfig(inner_steps=2, start_weight=start_weight)
     rates = (torch.rand(2, len(list(net.parameters())), dtype=torch.float64) * 0.5 + 0.2).requires_grad_(True)
     grads, totals = [], []
     for batched in (False, True):
@@ -110,6 +111,24 @@ def test_batched_tasks_give_the_same_meta_gradient(second_order):
     for a, b in zip(*grads):
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
     assert all(g.abs().sum() > 0 for g in grads[1])
+
+
+def test_start_weight_adds_the_unadapted_loss():
+    """``start_weight`` adds w × the D_te loss of the weights before any inner step, gradient included."""
+    torch.manual_seed(3)
+    net = SRNet(channels=3, depth=2).double()
+    tasks = [tiny_task(seed=s) for s in range(2)]
+    runs = []
+    for w in (0.0, 0.3):
+        net.zero_grad(set_to_none=True)
+        total = meta_backward(net, tasks, [0.4, 0.6], MetaConfig(inner_steps=2, start_weight=w), True, "cpu")
+        runs.append((total, [p.grad.clone() for p in net.parameters()]))
+    start = sum(l1(net(x), y) for _, (x, y) in tasks)
+    grads = torch.autograd.grad(start, list(net.parameters()))
+    assert runs[1][0] - runs[0][0] == pytest.approx(0.3 * start.item(), rel=1e-9)
+    for with_start, without, g in zip(runs[1][1], runs[0][1], grads):
+        assert torch.allclose(with_start - without, 0.3 * g, rtol=1e-7, atol=1e-12)
+    assert any(g.abs().sum() > 0 for g in grads)
 
 
 def test_batching_tasks_default_follows_the_device():

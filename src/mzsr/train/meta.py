@@ -51,6 +51,9 @@ class MetaConfig:
     first_order: bool = False
     first_order_steps: int = 0  # first-order warm-up iterations before exact second order
     anneal_steps: int = 3300  # multi-step loss annealing (0 = uniform weights, as the release trained)
+    # weight of the un-adapted weights' D_te loss (MZSR(0)'s) in the outer loss, added to the multi-step
+    # weights: an anchor against the drift of the starting point, which MZSR(1) follows (0 = the paper's)
+    start_weight: float = 0.0
     steps: int = 100_000
     test_step_lrs: list[float] = field(default_factory=lambda: [0.01])  # stored in the card, used at test time
     val_every: int = 25  # 0: no validation
@@ -74,8 +77,8 @@ def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _inner_loop(loss_fn, fast: dict, train: tuple, test: tuple, inner_steps: int,
-                inner_lr: float | torch.Tensor, second_order: bool) -> list[torch.Tensor]:
-    losses = []
+                inner_lr: float | torch.Tensor, second_order: bool, with_start: bool) -> list[torch.Tensor]:
+    losses = [loss_fn(fast, *test)] if with_start else []
     for i in range(inner_steps):
         # .sum(): batched tasks' losses are independent, so this sum's gradient w.r.t. task t's weights is task t's
         grads = torch.autograd.grad(loss_fn(fast, *train).sum(), list(fast.values()), create_graph=second_order)
@@ -86,23 +89,24 @@ def _inner_loop(loss_fn, fast: dict, train: tuple, test: tuple, inner_steps: int
 
 
 def task_losses(net: SRNet, params: dict, task, inner_steps: int, inner_lr: float | torch.Tensor,
-                second_order: bool) -> list[torch.Tensor]:
+                second_order: bool, with_start: bool = False) -> list[torch.Tensor]:
     """D_te losses after each of the inner SGD steps taken on D_tr, differentiable w.r.t. ``params`` (and
-    ``inner_lr`` when it is a learned ``(inner_steps, len(params))`` tensor of per-step, per-parameter rates)."""
+    ``inner_lr`` when it is a learned ``(inner_steps, len(params))`` tensor of per-step, per-parameter rates);
+    ``with_start`` puts the loss before any step first."""
     return _inner_loop(lambda p, x, y: l1(functional_forward(net, p, x), y), dict(params), *task,
-                       inner_steps, inner_lr, second_order)
+                       inner_steps, inner_lr, second_order, with_start)
 
 
 def batched_task_losses(net: SRNet, params: dict, tasks: list, inner_steps: int,
-                        inner_lr: float | torch.Tensor, second_order: bool) -> torch.Tensor:
-    """``task_losses`` of several tasks at once, as an ``(inner_steps, len(tasks))`` tensor: each task has its
+                        inner_lr: float | torch.Tensor, second_order: bool, with_start: bool = False) -> torch.Tensor:
+    """``task_losses`` of several tasks at once, as an ``(inner_steps [+ 1], len(tasks))`` tensor: each task has its
     own fast weights and ``vmap`` runs every layer once for all of them (a grouped convolution): bigger kernels
     for a GPU that one task's 8 small patches leave launch-bound (slower on a CPU; not yet timed on a GPU)."""
     x_tr, y_tr, x_te, y_te = (torch.stack(part) for part in zip(*(t[0] + t[1] for t in tasks)))
     fast = {k: w.expand(len(tasks), *w.shape) for k, w in params.items()}
     batched_l1 = torch.func.vmap(lambda p, x, y: l1(functional_forward(net, p, x), y))
     return torch.stack(_inner_loop(batched_l1, fast, (x_tr, y_tr), (x_te, y_te), inner_steps, inner_lr,
-                                   second_order))
+                                   second_order, with_start))
 
 
 def batching_tasks(cfg: MetaConfig, device) -> bool:
@@ -137,9 +141,12 @@ def card_step_lrs(net: SRNet, rates: torch.Tensor | None, cfg: MetaConfig) -> li
 def meta_backward(net: SRNet, tasks: list, weights: list[float], cfg: MetaConfig, second_order: bool,
                   device, rates: torch.Tensor | None = None, batched: bool = False) -> float:
     """Accumulate into ``net``'s (and the learned ``rates``') .grad the sum over ``tasks`` of the weighted
-    multi-step loss; returns it. ``batched`` runs the tasks together (``batched_task_losses``)."""
+    multi-step loss (plus ``cfg.start_weight`` × the loss before adapting); returns it. ``batched`` runs the tasks
+    together (``batched_task_losses``)."""
     params = dict(net.named_parameters())
     rate = cfg.inner_lr if rates is None else rates
+    with_start = cfg.start_weight > 0
+    weights = [cfg.start_weight] * with_start + list(weights)
     # unbatched, one task at a time keeps one task's graph in memory
     groups = [tasks] if batched and tasks else [[task] for task in tasks]
     total = 0.0
@@ -147,9 +154,10 @@ def meta_backward(net: SRNet, tasks: list, weights: list[float], cfg: MetaConfig
         group = [tuple((x.to(device), y.to(device)) for x, y in task) for task in group]
         with autocast(device, cfg.precision):
             if batched:
-                losses = batched_task_losses(net, params, group, cfg.inner_steps, rate, second_order).sum(1)
+                losses = batched_task_losses(net, params, group, cfg.inner_steps, rate, second_order,
+                                             with_start).sum(1)
             else:
-                losses = task_losses(net, params, group[0], cfg.inner_steps, rate, second_order)
+                losses = task_losses(net, params, group[0], cfg.inner_steps, rate, second_order, with_start)
         loss = sum(w * l for w, l in zip(weights, losses))
         loss.backward()
         total += loss.item()
