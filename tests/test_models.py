@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+from mzsr.bench.runner import fingerprint
 from mzsr.models import ModelError, available, load_model, read_card, save_model
 from mzsr.net import SRNet
 
@@ -68,7 +69,6 @@ def test_export_records_benchmark_scores_in_the_card(tmp_path, tiny_model, monke
     monkeypatch.setattr(models, "WEIGHTS_DIR", tmp_path / "weights")
     cell = {"set": "Set5", "scenario": "gd2.0", "method": "mzsr1", "label": "MZSR(1)", "status": "done",
             "psnr": 30.123456, "ssim": 0.9, "n_images": 5, "paper": {"psnr": 35.2, "ssim": 0.94}}
-    from mzsr.bench.runner import fingerprint
     other = {**cell, "scenario": "gb1.3", "psnr": 20.0}
     earlier = {**cell, "scenario": "gd0.2", "psnr": 25.0}  # same name, other weights: not this model's
     mine = {"model": "mine-x2", "digests": {"model": fingerprint(models.load_model(tiny_model))["sha256"]}}
