@@ -101,7 +101,8 @@ def batched_task_losses(net: SRNet, params: dict, tasks: list, inner_steps: int,
                         inner_lr: float | torch.Tensor, second_order: bool, with_start: bool = False) -> torch.Tensor:
     """``task_losses`` of several tasks at once, as an ``(inner_steps [+ 1], len(tasks))`` tensor: each task has its
     own fast weights and ``vmap`` runs every layer once for all of them (a grouped convolution): bigger kernels
-    for a GPU that one task's 8 small patches leave launch-bound (slower on a CPU; not yet timed on a GPU)."""
+    for a GPU that one task's 8 small patches leave launch-bound (slower on a CPU; timings in the README's
+    Training section)."""
     x_tr, y_tr, x_te, y_te = (torch.stack(part) for part in zip(*(t[0] + t[1] for t in tasks)))
     fast = {k: w.expand(len(tasks), *w.shape) for k, w in params.items()}
     batched_l1 = torch.func.vmap(lambda p, x, y: l1(functional_forward(net, p, x), y))
