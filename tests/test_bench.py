@@ -124,6 +124,11 @@ def test_scores_agree_with_an_independent_scorer_and_runs_resume(toy_data, tiny_
     monkeypatch.setattr(runner, "run_method", counting)
     assert bench(capsys, out, *argv)[0] == 0  # everything comes from the cache
     assert calls == [] and load_results(out)["cells"] == results["cells"]
+    shipped = tiny_model.with_name("shipped.safetensors")  # the same weights under another name: cached too
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(tiny_model.with_suffix(suffix), shipped.with_suffix(suffix))
+    assert bench(capsys, out, *[shipped if a == tiny_model else a for a in argv])[0] == 0
+    assert calls == [] and load_results(out)["scenarios"]["gd2.0"]["model"] == "shipped"
     assert bench(capsys, out, *argv, "--seed", 1)[0] == 0  # the seed is ZSSR's alone
     assert calls == ["zssr"] * 2 * 2  # 2 images, 2 repeats
 

@@ -215,6 +215,7 @@ def test_learned_step_lrs_move_and_ship_in_the_card(train_dir, tmp_path, tiny_mo
     assert not torch.allclose(rates, torch.full_like(rates, 0.01))  # Adam moved them
     model = load_model(run_dir / "best.safetensors")
     assert len(model.step_lrs) == 2 and set(model.step_lrs[0]) == set(model.params)
+    assert model.card["base"] == load_model(tiny_model).card["base"]  # the pretrained weights, not the init
     net = SRNet(**{k: v for k, v in model.card["arch"].items()})
     assert card_step_lrs(net, None, MetaConfig(test_step_lrs=[0.02])) == [0.02]
     assert init_step_lrs(net, MetaConfig()) is None

@@ -348,16 +348,16 @@ def main(argv=None) -> int:
             from .models import ship
 
             extra = {"step_lrs": args.step_lrs} if args.step_lrs else {}
+            model = load_model(args.weights)
             if args.results:
                 from .bench.runner import fingerprint, model_scores, read_json
-                from .models import load_model
                 found = [read_json(f) for f in args.results]
                 bad = [str(f) for f, r in zip(args.results, found) if r is None]
                 if bad:
                     raise ValueError(f"{', '.join(bad)}: not a readable benchmark results.json")
-                digest = fingerprint(load_model(args.weights))["sha256"]
+                digest = fingerprint(model)["sha256"]
                 extra["benchmark"] = {k: v for r in found for k, v in model_scores(r, args.name, digest).items()}
-            print(ship(args.weights, args.name, args.base, args.notes, **extra))
+            print(ship(model, args.name, args.base, args.notes, **extra))
             return 0
         base = None
         if args.resume:  # the run's own config; options given now override it (e.g. a new --time-budget)

@@ -97,9 +97,9 @@ def save_model(path, state_dict: dict, card: dict) -> None:
 
 
 def ship(src, name: str, base: str | None = None, notes: str | None = None, **card_updates) -> Path:
-    """Copy a trained ``.safetensors`` + card into the package as model ``name`` (optionally naming the
-    shipped bicubic-pretrained model it started from, used by ``--method finetune``)."""
-    model = load_model(src)
+    """Copy a trained ``.safetensors`` + card (or a loaded ``Model``) into the package as model ``name``
+    (optionally naming the shipped bicubic-pretrained model it started from, used by ``--method finetune``)."""
+    model = src if isinstance(src, Model) else load_model(src)
     card = {**model.card, "name": name, **card_updates}
     if base is not None:
         card["base"] = base

@@ -36,12 +36,13 @@ DEFAULT_METHODS = ("bicubic", "zssr", "finetune1", "finetune10", "finetune100", 
 
 
 def fingerprint(model: Model) -> dict:
-    """What identifies a model's results: its weights' digest and its step learning rates."""
+    """What identifies a model's results: its weights' digest and its step learning rates. Not its name, so
+    cells measured with a run's ``best.safetensors`` are reused once it ships under a model name."""
     h = hashlib.sha256()
     for name in sorted(model.params):
         h.update(name.encode())
         h.update(model.params[name].detach().cpu().numpy().tobytes())
-    return {"name": model.name, "sha256": h.hexdigest()[:16], "step_lrs": model.step_lrs}
+    return {"sha256": h.hexdigest()[:16], "step_lrs": model.step_lrs}
 
 
 @dataclass

@@ -209,6 +209,8 @@ def run(cfg: MetaConfig, resume: bool = False) -> Path:
     net = SRNet(base.card["arch"]["channels"], base.card["arch"]["depth"], base.card["arch"]["bias"]).to(device)
     net.load_state_dict(base.params)
     rates = init_step_lrs(net, cfg, base.card.get("step_lrs"))
+    # going on from meta-learned weights keeps their pretrained base: it is what --method finetune compares with
+    pretrained = base.card.get("base", base.name)
     batched = batching_tasks(cfg, device)
     if cfg.freeze_weights and rates is None:
         raise ValueError("freeze_weights needs learn_step_lrs: there would be nothing to learn")
@@ -253,7 +255,7 @@ def run(cfg: MetaConfig, resume: bool = False) -> Path:
             best = scores["score"]
             card = make_card(name, cfg.scale, cfg.downsample, step_lrs, net,
                              dataclasses.asdict(cfg), files, i, wall0 + clock.elapsed(), curve,
-                             {"set14_val": scores}, stage="meta", base=base.name, base_card=base.card)
+                             {"set14_val": scores}, stage="meta", base=pretrained, base_card=base.card)
             save_model(run_dir / "best.safetensors", net.state_dict(), card)
         return f"step {i}: " + " ".join(f"{k} {v:.2f}" for k, v in scores.items())
 
