@@ -14,8 +14,8 @@ from PIL import Image
 from mzsr.net import SRNet
 from mzsr.schedules import multi_step_weights
 from mzsr.train.loop import load_checkpoint
-from mzsr.train.meta import (MetaConfig, batching_tasks, card_step_lrs, init_step_lrs, l1, meta_backward,
-                             task_losses)
+from mzsr.train.meta import (MetaConfig, _validation_sets, batching_tasks, card_step_lrs, init_step_lrs, l1,
+                             meta_backward, task_losses, validate)
 from mzsr.train.meta import run as run_meta
 from mzsr.train.pretrain import PretrainConfig
 from mzsr.train.pretrain import run as run_pretrain
@@ -189,10 +189,10 @@ def meta_args(init, run_dir, **kw):
     return {**args, **kw}
 
 
-@pytest.mark.parametrize("learn", [False, True])
-def test_meta_resume_is_exact(train_dir, tmp_path, tiny_model, learn):
+@pytest.mark.parametrize("learn, ema", [(False, 0.0), (True, 0.9)])
+def test_meta_resume_is_exact(train_dir, tmp_path, tiny_model, learn, ema):
     cfg = lambda d, steps: MetaConfig(**meta_args(str(tiny_model), str(tmp_path / d), steps=steps,  # noqa: E731
-                                                  train_dirs=[str(train_dir)], learn_step_lrs=learn))
+                                                  train_dirs=[str(train_dir)], learn_step_lrs=learn, ema=ema))
     run_meta(cfg("a", 3))
     run_meta(cfg("b", 2))
     run_meta(cfg("b", 3), resume=True)
@@ -201,6 +201,8 @@ def test_meta_resume_is_exact(train_dir, tmp_path, tiny_model, learn):
         assert torch.equal(a["net"][k], b["net"][k]), k
     if learn:
         assert torch.equal(a["step_lrs"], b["step_lrs"])
+    for k in a.get("ema", {}):
+        assert torch.equal(a["ema"][k], b["ema"][k]), k
 
 
 def test_learned_step_lrs_move_and_ship_in_the_card(train_dir, tmp_path, tiny_model, data):
@@ -255,6 +257,29 @@ def test_rates_alone_for_frozen_weights(train_dir, tmp_path, tiny_model):
     with pytest.raises(ValueError, match="freeze_weights needs learn_step_lrs"):
         run_meta(MetaConfig(**meta_args(str(tiny_model), str(tmp_path / "g"), train_dirs=[str(train_dir)],
                                         freeze_weights=True)))
+
+
+def test_ema_follows_the_weights_and_is_what_validation_scores(train_dir, tmp_path, tiny_model, data):
+    from mzsr.models import load_model
+
+    run_dir = tmp_path / "e"
+    cfg = MetaConfig(**meta_args(str(tiny_model), str(run_dir), steps=1, val_every=1, val_limit=1, val_crop=32,
+                                 val_steps=[1], train_dirs=[str(train_dir)], learn_step_lrs=True, meta_lr=1e-2,
+                                 ema=0.75))
+    run_meta(cfg)
+    state, init = load_checkpoint(run_dir / "checkpoint.pt"), load_model(tiny_model).params
+    for k, w in state["net"].items():
+        assert torch.allclose(state["ema"][k], 0.75 * init[k] + 0.25 * w, atol=1e-7), k
+    assert torch.allclose(state["ema"]["step_lrs"], 0.75 * 0.01 + 0.25 * state["step_lrs"])
+    net = SRNet(channels=8, depth=3)
+    averaged = validate(net, cfg, _validation_sets(cfg), {k: state["ema"][k] for k in init},
+                        card_step_lrs(net, state["ema"]["step_lrs"], cfg))
+    raw = validate(net, cfg, _validation_sets(cfg), state["net"], card_step_lrs(net, state["step_lrs"], cfg))
+    logged = [r["val"] for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines())
+              if "val" in r and r["step"] == 1]
+    assert logged == [averaged] and averaged != raw
+    with pytest.raises(ValueError, match="ema is a decay"):
+        run_meta(MetaConfig(**meta_args(str(tiny_model), str(tmp_path / "g"), train_dirs=[str(train_dir)], ema=1)))
 
 
 def cli(*args):

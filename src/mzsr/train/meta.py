@@ -5,6 +5,7 @@ The meta-gradient is exact second order: the inner updates are kept in the graph
 ``torch.func.functional_call``. ``first_order`` (or ``first_order_steps`` for a warm-up) drops the second-order
 terms, which is cheaper per step. ``learn_step_lrs`` learns one inner learning rate per parameter tensor and
 inner step with the weights (MAML++'s LSLR); the model's card then carries them as its test-time rates.
+``ema`` validates and keeps an exponential moving average of the weights (and rates) instead of the latest ones.
 """
 from __future__ import annotations
 
@@ -54,6 +55,9 @@ class MetaConfig:
     # weight of the un-adapted weights' D_te loss (MZSR(0)'s) in the outer loss, added to the multi-step
     # weights: an anchor against the drift of the starting point, which MZSR(1) follows (0 = the paper's)
     start_weight: float = 0.0
+    # decay of an exponential moving average of the weights (and learned rates) over meta-steps; when > 0 the
+    # average is what validation scores and best.safetensors keeps, against the swings between steps (0: off)
+    ema: float = 0.0
     steps: int = 100_000
     test_step_lrs: list[float] = field(default_factory=lambda: [0.01])  # stored in the card, used at test time
     val_every: int = 25  # 0: no validation
@@ -139,6 +143,12 @@ def card_step_lrs(net: SRNet, rates: torch.Tensor | None, cfg: MetaConfig) -> li
     return learned + list(cfg.test_step_lrs[len(learned):])
 
 
+def followed(net: SRNet, rates: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """What the moving average follows: the weights by name and, when learned, the rates (``step_lrs``)."""
+    out = {k: v.detach() for k, v in net.named_parameters()}
+    return out if rates is None else {**out, "step_lrs": rates.detach()}
+
+
 def meta_backward(net: SRNet, tasks: list, weights: list[float], cfg: MetaConfig, second_order: bool,
                   device, rates: torch.Tensor | None = None, batched: bool = False) -> float:
     """Accumulate into ``net``'s (and the learned ``rates``') .grad the sum over ``tasks`` of the weighted
@@ -221,6 +231,12 @@ def run(cfg: MetaConfig, resume: bool = False) -> Path:
     if rates is not None and saved:
         with torch.no_grad():
             rates.copy_(saved["step_lrs"])
+    if cfg.ema and not 0 < cfg.ema < 1:
+        raise ValueError(f"ema is a decay in (0, 1), got {cfg.ema}")
+    average = None
+    if cfg.ema:  # starts at the initial weights, which for a run going on from a model are good ones
+        average = {k: v.to(device) for k, v in saved["ema"].items()} if saved else \
+            {k: v.clone() for k, v in followed(net, rates).items()}
     val_sets = _validation_sets(cfg) if ddp.main and cfg.val_every > 0 else {}
     log = RunLog(run_dir, ddp.main)
     clock = Clock(parse_duration(cfg.time_budget), cfg.checkpoint_minutes * 60)
@@ -241,14 +257,20 @@ def run(cfg: MetaConfig, resume: bool = False) -> Path:
         if rates is not None:
             with torch.no_grad():
                 rates.clamp_(min=0)  # a negative rate would climb the loss
+        if average is not None:
+            with torch.no_grad():
+                for k, v in followed(net, rates).items():
+                    average[k].lerp_(v, 1 - cfg.ema)
         if ddp.main:
             log.write(step=i + 1, loss=loss, second_order=second_order, time=round(wall0 + clock.elapsed(), 1))
         return {"loss": f"{loss:.4f}", "order": 2 if second_order else 1}
 
     def evaluate(i: int) -> str:
         nonlocal best
-        step_lrs = card_step_lrs(net, rates, cfg)
-        scores = validate(net, cfg, val_sets, step_lrs=step_lrs)
+        now = followed(net, rates) if average is None else average
+        params = {k: v for k, v in now.items() if k != "step_lrs"}
+        step_lrs = card_step_lrs(net, now.get("step_lrs"), cfg)
+        scores = validate(net, cfg, val_sets, params, step_lrs)
         curve.append({"step": i, **scores})
         log.write(step=i, val=scores)
         if scores["score"] > best:
@@ -256,13 +278,15 @@ def run(cfg: MetaConfig, resume: bool = False) -> Path:
             card = make_card(name, cfg.scale, cfg.downsample, step_lrs, net,
                              dataclasses.asdict(cfg), files, i, wall0 + clock.elapsed(), curve,
                              {"set14_val": scores}, stage="meta", base=pretrained, base_card=base.card)
-            save_model(run_dir / "best.safetensors", net.state_dict(), card)
+            save_model(run_dir / "best.safetensors", params, card)
         return f"step {i}: " + " ".join(f"{k} {v:.2f}" for k, v in scores.items())
 
     def checkpoint(i: int) -> None:
         progress = dict(step=i, best=best, curve=curve, wall=wall0 + clock.elapsed())
         if rates is not None:
             progress["step_lrs"] = rates.detach().clone()
+        if average is not None:
+            progress["ema"] = {k: v.clone() for k, v in average.items()}
         save_training(ckpt, net, opt, rng, progress, dataclasses.asdict(cfg))
 
     drive(step=step, total=cfg.steps, desc=f"meta {name}", ddp=ddp, stop=stop, clock=clock,
