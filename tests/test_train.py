@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from mzsr.net import SRNet
-from mzsr.schedules import multi_step_weights
+from mzsr.schedules import meta_lr, multi_step_weights
 from mzsr.train.loop import load_checkpoint
 from mzsr.train.meta import (MetaConfig, _validation_sets, batching_tasks, card_step_lrs, init_step_lrs, l1,
                              meta_backward, task_losses, validate)
@@ -137,6 +137,11 @@ def test_batching_tasks_default_follows_the_device():
     assert not batching_tasks(MetaConfig(batch_tasks="false"), "cuda")
 
 
+def test_meta_lr_ramps_up_then_holds():
+    assert [meta_lr(i, 1e-4, 4) for i in range(6)] == pytest.approx([2.5e-5, 5e-5, 7.5e-5, 1e-4, 1e-4, 1e-4])
+    assert meta_lr(0, 1e-4) == 1e-4
+
+
 def test_multi_step_weights_anneal():
     assert multi_step_weights(0, 5) == pytest.approx([0.2] * 5)
     end = multi_step_weights(10_000, 5, anneal_steps=3300)
@@ -192,7 +197,8 @@ def meta_args(init, run_dir, **kw):
 @pytest.mark.parametrize("learn, ema", [(False, 0.0), (True, 0.9)])
 def test_meta_resume_is_exact(train_dir, tmp_path, tiny_model, learn, ema):
     cfg = lambda d, steps: MetaConfig(**meta_args(str(tiny_model), str(tmp_path / d), steps=steps,  # noqa: E731
-                                                  train_dirs=[str(train_dir)], learn_step_lrs=learn, ema=ema))
+                                                  train_dirs=[str(train_dir)], learn_step_lrs=learn, ema=ema,
+                                                  meta_lr_warmup=4 if learn else 0))
     run_meta(cfg("a", 3))
     run_meta(cfg("b", 2))
     run_meta(cfg("b", 3), resume=True)
@@ -201,6 +207,7 @@ def test_meta_resume_is_exact(train_dir, tmp_path, tiny_model, learn, ema):
         assert torch.equal(a["net"][k], b["net"][k]), k
     if learn:
         assert torch.equal(a["step_lrs"], b["step_lrs"])
+        assert a["opt"]["param_groups"][0]["lr"] == pytest.approx(1e-4 * 3 / 4)  # the warm-up's third step
     for k in a.get("ema", {}):
         assert torch.equal(a["ema"][k], b["ema"][k]), k
 

@@ -47,6 +47,13 @@ def pretrain_lr(step: int, base: float = 4e-4, halve_every: int = 100_000, floor
     return max(base * 0.5 ** (step // halve_every), floor)
 
 
+def meta_lr(step: int, base: float, warmup: int = 0) -> float:
+    """Stage 2's outer (Adam) rate at meta-iteration ``step``: ``base``, ramped up linearly over the first
+    ``warmup`` iterations (0: no ramp). A run going on from trained weights starts Adam afresh, and fresh Adam's
+    first updates are ~``base`` in every weight however noisy its gradient: the ramp softens that jolt."""
+    return base if warmup <= 0 else base * min(1.0, (step + 1) / warmup)
+
+
 def multi_step_weights(step: int, inner_steps: int, anneal_steps: int = 3300,
                        final_min: float = 0.006) -> list[float]:
     """MAML++ multi-step loss weights for meta-iteration ``step`` (spec §4).

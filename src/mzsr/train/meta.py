@@ -22,7 +22,7 @@ from ..kernels import gaussian_kernel
 from ..models import load_model, save_model
 from ..net import SRNet, functional_forward
 from ..runtime import autocast, pick_device
-from ..schedules import STEP_LR_CANDIDATES, multi_step_weights, scale_step_lrs
+from ..schedules import STEP_LR_CANDIDATES, meta_lr, multi_step_weights, scale_step_lrs
 from .common import make_card, make_sampler, open_run
 from .data import sample_task
 from .loop import Clock, RunLog, drive, parse_duration, save_training, start_or_resume
@@ -49,6 +49,7 @@ class MetaConfig:
     learn_step_lrs: bool = False  # LSLR: per-layer, per-step inner rates, learned from inner_lr
     freeze_weights: bool = False  # with learn_step_lrs: learn only the rates, for weights already meta-trained
     meta_lr: float = 1e-4
+    meta_lr_warmup: int = 0  # meta-iterations over which the outer rate ramps up from ~0 (schedules.meta_lr)
     first_order: bool = False
     first_order_steps: int = 0  # first-order warm-up iterations before exact second order
     anneal_steps: int = 3300  # multi-step loss annealing (0 = uniform weights, as the release trained)
@@ -253,6 +254,8 @@ def run(cfg: MetaConfig, resume: bool = False) -> Path:
         mine = ddp.share(tasks)
         loss = meta_backward(net, mine, weights, cfg, second_order, device, rates, batched) / max(len(mine), 1)
         ddp.average_grads(list(net.parameters()) + ([] if rates is None else [rates]), len(mine), cfg.meta_batch)
+        for group in opt.param_groups:
+            group["lr"] = meta_lr(i, cfg.meta_lr, cfg.meta_lr_warmup)
         opt.step()
         if rates is not None:
             with torch.no_grad():
