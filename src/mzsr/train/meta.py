@@ -268,14 +268,18 @@ def run(cfg: MetaConfig, resume: bool = False) -> Path:
             log.write(step=i + 1, loss=loss, second_order=second_order, time=round(wall0 + clock.elapsed(), 1))
         return {"loss": f"{loss:.4f}", "order": 2 if second_order else 1}
 
-    def evaluate(i: int) -> str:
-        nonlocal best
-        now = followed(net, rates) if average is None else average
+    def score(now: dict) -> tuple[dict, list, dict]:
+        """Weights, test-time rates and validation scores of ``followed(...)`` or of the average."""
         params = {k: v for k, v in now.items() if k != "step_lrs"}
         step_lrs = card_step_lrs(net, now.get("step_lrs"), cfg)
-        scores = validate(net, cfg, val_sets, params, step_lrs)
+        return params, step_lrs, validate(net, cfg, val_sets, params, step_lrs)
+
+    def evaluate(i: int) -> str:
+        nonlocal best
+        params, step_lrs, scores = score(followed(net, rates) if average is None else average)
         curve.append({"step": i, **scores})
-        log.write(step=i, val=scores)
+        # with an average, the latest weights are scored too (logged only): what averaging gained, in one run
+        log.write(step=i, val=scores, **({} if average is None else {"val_latest": score(followed(net, rates))[2]}))
         if scores["score"] > best:
             best = scores["score"]
             card = make_card(name, cfg.scale, cfg.downsample, step_lrs, net,
