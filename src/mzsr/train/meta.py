@@ -278,8 +278,10 @@ def run(cfg: MetaConfig, resume: bool = False) -> Path:
         nonlocal best
         params, step_lrs, scores = score(followed(net, rates) if average is None else average)
         curve.append({"step": i, **scores})
-        # with an average, the latest weights are scored too (logged only): what averaging gained, in one run
-        log.write(step=i, val=scores, **({} if average is None else {"val_latest": score(followed(net, rates))[2]}))
+        # with an average, the latest weights are scored too (logged only): what averaging gained, in one run;
+        # not at step 0, where the average is the weights
+        latest = {} if average is None or i == 0 else {"val_latest": score(followed(net, rates))[2]}
+        log.write(step=i, val=scores, **latest)
         if scores["score"] > best:
             best = scores["score"]
             card = make_card(name, cfg.scale, cfg.downsample, step_lrs, net,
