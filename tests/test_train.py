@@ -385,9 +385,14 @@ def test_tune_step_lrs_ranks_candidates_on_validation(tiny_model, data):
 
     cfg = MetaConfig(val_limit=1, val_crop=32, val_steps=[1, 2], device="cpu")
     rows = tune_step_lrs(tiny_model, cfg, {"zero": [0.0], "big": [0.5]})
-    assert {r[0] for r in rows} == {"zero", "big", "card", "card×0.75", "card×1.25"}  # the model's own compete
-    assert dict((r[0], r[1]) for r in rows)["card×1.25"] == [0.0125]  # the tiny model's card has [0.01]
+    assert {r[0] for r in rows} == {"zero", "big", "card", "card×0.75", "card×1.25", "card, then ×0.5",
+                                    "card, then ×1.5", "card, then ×2"}  # the model's own compete
+    lrs = dict((r[0], r[1]) for r in rows)
+    assert lrs["card×1.25"] == [0.0125]  # the tiny model's card has [0.01]
+    assert lrs["card, then ×2"] == [0.01, 0.02]  # its first step kept, the rest doubled
     scores = [r[2]["score"] for r in rows]
     assert scores == sorted(scores, reverse=True)
-    zero = dict((r[0], r[2]) for r in rows)["zero"]
-    assert zero["iso2.0_mzsr1"] == zero["iso2.0_mzsr2"]  # a zero step size leaves the weights as they are
+    by_name = dict((r[0], r[2]) for r in rows)
+    assert by_name["zero"]["iso2.0_mzsr1"] == by_name["zero"]["iso2.0_mzsr2"]  # a zero step leaves the weights
+    assert by_name["card, then ×2"]["iso2.0_mzsr1"] == by_name["card"]["iso2.0_mzsr1"]
+    assert by_name["card, then ×2"]["iso2.0_mzsr2"] != by_name["card"]["iso2.0_mzsr2"]

@@ -201,10 +201,12 @@ def validate(net, cfg: MetaConfig, sets, params: dict | None = None, step_lrs: l
 
 def tune_step_lrs(weights, cfg: MetaConfig, candidates: dict = STEP_LR_CANDIDATES) -> list[tuple[str, list, dict]]:
     """Validation scores of each candidate test-time schedule for a trained model, best first. The model's own
-    schedule (``card``, learned per-layer rates included) and it scaled ×0.75 and ×1.25 compete too."""
+    schedule (``card``, learned per-layer rates included) competes too: scaled ×0.75 and ×1.25, and with only the
+    steps beyond its own (where its last rate repeats) scaled ×0.5, ×1.5 and ×2, which moves MZSR(10) alone."""
     model = load_model(weights, pick_device(cfg.device))
     own = {"card": model.step_lrs, "card×0.75": scale_step_lrs(model.step_lrs, 0.75),
-           "card×1.25": scale_step_lrs(model.step_lrs, 1.25)}
+           "card×1.25": scale_step_lrs(model.step_lrs, 1.25),
+           **{f"card, then ×{f:g}": model.step_lrs + scale_step_lrs(model.step_lrs[-1:], f) for f in (0.5, 1.5, 2)}}
     candidates = {**own, **candidates}
     sets = _validation_sets(cfg)
     rows = [(name, lrs, validate(model.net, dataclasses.replace(cfg, test_step_lrs=lrs), sets, model.params))
