@@ -380,6 +380,17 @@ def test_pretrain_ddp_gloo_two_processes_equal_single_process(train_dir, tmp_pat
     assert_same_update(one["net"], two["net"], SRNet(8, 3).state_dict())
 
 
+def test_validation_kernels_are_chosen_by_name(tiny_model, data):
+    from mzsr.train.meta import tune_step_lrs
+
+    cfg = MetaConfig(val_limit=1, val_crop=32, val_steps=[0, 1], val_kernels=["iso0.2", "iso2.0"], device="cpu")
+    scores = tune_step_lrs(tiny_model, cfg, {})[0][2]
+    assert set(scores) == {"iso0.2_mzsr0", "iso0.2_mzsr1", "iso2.0_mzsr0", "iso2.0_mzsr1", "score"}
+    assert scores["score"] == pytest.approx((scores["iso0.2_mzsr1"] + scores["iso2.0_mzsr1"]) / 2, abs=1e-3)
+    with pytest.raises(ValueError, match="val_kernels: iso9.9: choose from iso2.0, ani4-1, iso0.2"):
+        tune_step_lrs(tiny_model, MetaConfig(val_kernels=["iso9.9"], device="cpu"), {})
+
+
 def test_tune_step_lrs_ranks_candidates_on_validation(tiny_model, data):
     from mzsr.train.meta import tune_step_lrs
 
