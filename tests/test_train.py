@@ -1,5 +1,6 @@
 """Training: exact MAML meta-gradient, loss-weight schedule, exact resume, SIGKILL, time budget, DDP (gloo)."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -385,10 +386,23 @@ def test_validation_kernels_are_chosen_by_name(tiny_model, data):
 
     cfg = MetaConfig(val_limit=1, val_crop=32, val_steps=[0, 1], val_kernels=["iso0.2", "iso2.0"], device="cpu")
     scores = tune_step_lrs(tiny_model, cfg, {})[0][2]
-    assert set(scores) == {"iso0.2_mzsr0", "iso0.2_mzsr1", "iso2.0_mzsr0", "iso2.0_mzsr1", "score"}
+    assert set(scores) == {"iso0.2_mzsr0", "iso0.2_mzsr1", "iso2.0_mzsr0", "iso2.0_mzsr1", "score", "min_gain"}
     assert scores["score"] == pytest.approx((scores["iso0.2_mzsr1"] + scores["iso2.0_mzsr1"]) / 2, abs=1e-3)
+    assert scores["min_gain"] == pytest.approx(min(scores[f"{k}_mzsr1"] - scores[f"{k}_mzsr0"]
+                                                   for k in ("iso0.2", "iso2.0")), abs=1e-3)
     with pytest.raises(ValueError, match="val_kernels: iso9.9: choose from iso2.0, ani4-1, iso0.2"):
         tune_step_lrs(tiny_model, MetaConfig(val_kernels=["iso9.9"], device="cpu"), {})
+
+
+def test_selection_puts_weights_that_adapting_improves_first():
+    from mzsr.train.meta import selection_value
+
+    helps, hurts = {"score": 30.0, "min_gain": 0.3}, {"score": 30.5, "min_gain": -0.1}
+    assert selection_value(hurts, 0.0) < selection_value(helps, 0.0) == 30.0
+    assert selection_value(helps, 0.5) < selection_value(hurts, 0.0)  # a 0.3 dB gain is short of 0.5
+    assert selection_value(hurts, -math.inf) > selection_value(helps, -math.inf)  # no rule: the score alone
+    assert selection_value(hurts, 0.0) > selection_value({"score": 30.4, "min_gain": -0.1}, 0.0)
+    assert selection_value({"score": 30.5}, 0.0) == 30.5  # MZSR(0) not validated: nothing to compare
 
 
 def test_tune_step_lrs_ranks_candidates_on_validation(tiny_model, data):

@@ -10,6 +10,7 @@ inner step with the weights (MAML++'s LSLR); the model's card then carries them 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import field
 from pathlib import Path
 from typing import Literal
@@ -68,6 +69,9 @@ class MetaConfig:
     val_crop: int = 256
     val_steps: list[int] = field(default_factory=lambda: [0, 1, 10])
     val_kernels: list[str] = field(default_factory=lambda: ["iso2.0", "ani4-1"])  # names in VAL_KERNELS
+    # the issue's rule, adapting must help: weights whose MZSR(most val_steps) gains less than this over MZSR(0)
+    # on some validation kernel rank below every weights that gain it, whatever their score ("-inf": no rule)
+    val_min_gain: float = 0.0
     checkpoint_minutes: float = 3.0
     time_budget: str = ""
     seed: int = 0
@@ -202,7 +206,16 @@ def validate(net, cfg: MetaConfig, sets, params: dict | None = None, step_lrs: l
         scores.update({f"{name}_mzsr{n}": round(v, 4) for n, v in res.items()})
     adapted = [v for key, v in scores.items() if not key.endswith("_mzsr0")]
     scores["score"] = round(float(np.mean(adapted)), 4)  # selection: mean of MZSR(n≥1) over the kernels
+    most = max(cfg.val_steps)
+    if 0 in cfg.val_steps and most > 0:
+        scores["min_gain"] = round(min(scores[f"{n}_mzsr{most}"] - scores[f"{n}_mzsr0"] for n in sets), 4)
     return scores
+
+
+def selection_value(scores: dict, min_gain: float) -> float:
+    """What the best checkpoint maximises: the score, minus 100 dB where adapting gains less than ``min_gain``
+    (so such weights are kept only until weights that pass come)."""
+    return scores["score"] - (100.0 if scores.get("min_gain", math.inf) < min_gain else 0.0)
 
 
 def tune_step_lrs(weights, cfg: MetaConfig, candidates: dict = STEP_LR_CANDIDATES) -> list[tuple[str, list, dict]]:
@@ -290,8 +303,8 @@ def run(cfg: MetaConfig, resume: bool = False) -> Path:
         # not at step 0, where the average is the weights
         latest = {} if average is None or i == 0 else {"val_latest": score(followed(net, rates))[2]}
         log.write(step=i, val=scores, **latest)
-        if scores["score"] > best:
-            best = scores["score"]
+        if selection_value(scores, cfg.val_min_gain) > best:
+            best = selection_value(scores, cfg.val_min_gain)
             card = make_card(name, cfg.scale, cfg.downsample, step_lrs, net,
                              dataclasses.asdict(cfg), files, i, wall0 + clock.elapsed(), curve,
                              {"set14_val": scores}, stage="meta", base=pretrained, base_card=base.card)
