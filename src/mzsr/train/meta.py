@@ -30,8 +30,7 @@ from .loop import Clock, RunLog, drive, parse_duration, save_training, start_or_
 from .validate import psnr_after_steps, set14_pairs
 
 # Validation kernels (λ1, λ2, θ; fixed, so that scores compare across runs): g^d_2.0 and the paper's anisotropic
-# one by default; g^d_0.2's lies outside the training range (λ ≥ 1), where the un-adapted weights cannot already
-# be the answer, so selecting with it favours weights that adapt over weights that deblur mid-sized kernels alone.
+# one by default; g^d_0.2's, outside the training range (λ ≥ 1), checks kernels that meta-training never draws.
 VAL_KERNELS = {"iso2.0": (2.0, 2.0, 0.0), "ani4-1": (4.0, 1.0, -0.5), "iso0.2": (0.2, 0.2, 0.0)}
 
 
@@ -70,7 +69,7 @@ class MetaConfig:
     val_steps: list[int] = field(default_factory=lambda: [0, 1, 10])
     val_kernels: list[str] = field(default_factory=lambda: ["iso2.0", "ani4-1"])  # names in VAL_KERNELS
     # the issue's rule, adapting must help: weights whose MZSR(most val_steps) gains less than this over MZSR(0)
-    # on some validation kernel rank below every weights that gain it, whatever their score ("-inf": no rule)
+    # on some validation kernel rank below every weights that gain it, whatever their score (--val-min-gain=-inf: off)
     val_min_gain: float = 0.0
     checkpoint_minutes: float = 3.0
     time_budget: str = ""
