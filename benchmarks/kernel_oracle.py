@@ -18,14 +18,13 @@ import torch.nn.functional as F
 from mzsr.bench.scenarios import degraded_input, get_scenario, ground_truth, paper_value
 from mzsr.io import hr_files
 from mzsr.models import load_model
-from mzsr.net import SRNet
 from mzsr.runtime import pick_device
 from mzsr.train.common import make_sampler, training_files
 from mzsr.train.data import task_input
 from mzsr.train.validate import psnr_after_steps
 
 
-def score(net: SRNet, pairs, scenario, scale: int, device) -> float:
+def score(net, pairs, scenario, scale: int, device) -> float:
     """Mean Y-PSNR of the network as it is (no adapting step) on the pairs, the paper's protocol."""
     params = {n: p.detach() for n, p in net.named_parameters()}
     with torch.no_grad():
@@ -50,10 +49,9 @@ def main():
     device = pick_device(args.device)
     scenario = get_scenario(args.scenario)
     base = load_model(args.init or f"pretrained-x{args.scale}", device)
-    net = SRNet(base.card["arch"]["channels"], base.card["arch"]["depth"], base.card["arch"]["bias"]).to(device)
-    net.load_state_dict(base.params)
+    net = base.net.requires_grad_(True)  # loaded frozen, for inference
     sampler, _ = make_sampler(training_files([]), args.patch, args.seed)
-    kernel = torch.from_numpy(scenario.kernel()).float()
+    kernel = torch.from_numpy(scenario.kernel()).float().to(device)
     with tempfile.TemporaryDirectory() as cache:
         pairs = [(degraded_input(h, scenario, args.scale, Path(cache)), ground_truth(h, args.scale))
                  for h in hr_files(args.set)]
@@ -69,7 +67,7 @@ def main():
         for g in opt.param_groups:
             g["lr"] = args.lr if elapsed < 0.6 * budget else args.final_lr
         hr = sampler.batch(args.batch).to(device)
-        loss = F.l1_loss(net(task_input(hr, kernel.to(device), args.scale, scenario.downsample)), hr)
+        loss = F.l1_loss(net(task_input(hr, kernel, args.scale, scenario.downsample)), hr)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -302,8 +302,9 @@ def run(cfg: MetaConfig, resume: bool = False) -> Path:
         # not at step 0, where the average is the weights
         latest = {} if average is None or i == 0 else {"val_latest": score(followed(net, rates))[2]}
         log.write(step=i, val=scores, **latest)
-        if selection_value(scores, cfg.val_min_gain) > best:
-            best = selection_value(scores, cfg.val_min_gain)
+        value = selection_value(scores, cfg.val_min_gain)
+        if value > best:
+            best = value
             card = make_card(name, cfg.scale, cfg.downsample, step_lrs, net,
                              dataclasses.asdict(cfg), files, i, wall0 + clock.elapsed(), curve,
                              {"set14_val": scores}, stage="meta", base=pretrained, base_card=base.card)
