@@ -36,6 +36,15 @@ def test_random_kernels_follow_the_spec_ranges():
         assert k.argmax() == 15 * 7 + 7  # centred
 
 
+def test_kernel_min_var_admits_sharper_kernels():
+    # the sharpest kernel the paper's range allows, λ1 = λ2 = 1, has the largest centre weight
+    peak = gaussian_kernel(1.0, size=15)[7, 7]
+    paper = [random_kernel(np.random.default_rng(s), scale=2).max() for s in range(50)]
+    wider = [random_kernel(np.random.default_rng(s), scale=2, min_var=0.2).max() for s in range(50)]
+    assert max(paper) <= peak < max(wider)
+    assert max(wider) <= gaussian_kernel(0.2, size=15)[7, 7]
+
+
 def test_even_size_rejected():
     with pytest.raises(KernelError):
         gaussian_kernel(2.0, size=20)

@@ -343,15 +343,17 @@ def test_time_budget_and_sigterm_stop_cleanly(train_dir, tmp_path):
     assert load_checkpoint(tmp_path / "s/checkpoint.pt")["step"] >= 1
 
 
-def single_and_ddp(args: list, tmp_path, port: int):
-    """Checkpoints after the same run in one process and in two gloo processes under torchrun."""
+def single_and_ddp(args: list, tmp_path):
+    """Checkpoints after the same run in one process and in two gloo processes under torchrun.
+
+    ``--standalone`` rendezvous on a free port: a fixed one can still be held by an earlier run."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     single = subprocess.run(cli(*args, "--run-dir", tmp_path / "one"), capture_output=True, text=True, env=env)
     assert single.returncode == 0, single.stderr[-2000:]
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--master_port", str(port), "-m", "mzsr.cli", *map(str, args),
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "mzsr.cli", *map(str, args),
                           "--run-dir", str(tmp_path / "two")], capture_output=True, text=True, env=env)
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert ddp.returncode == 0, f"exit {ddp.returncode}: {ddp.stderr[-3000:]}"
     return load_checkpoint(tmp_path / "one/checkpoint.pt"), load_checkpoint(tmp_path / "two/checkpoint.pt")
 
 
@@ -367,7 +369,7 @@ def test_meta_ddp_gloo_two_processes_equal_single_process(train_dir, tmp_path, t
     one, two = single_and_ddp(["train", "meta", "--init", tiny_model, "--train-dirs", train_dir, "--patch", 16,
                                "--meta-batch", 2, "--n-train", 2, "--n-test", 2, "--kernel-size", 7,
                                "--inner-steps", 2, "--steps", 1, "--val-every", 0, "--device", "cpu",
-                               "--learn-step-lrs", "true", "--meta-lr", "1e-3"], tmp_path, 29531)
+                               "--learn-step-lrs", "true", "--meta-lr", "1e-3"], tmp_path)
     assert_same_update(one["net"], two["net"], load_model(tiny_model).params)
     assert not torch.allclose(one["step_lrs"], torch.full_like(one["step_lrs"], 0.01))
     assert torch.allclose(one["step_lrs"], two["step_lrs"], atol=1e-7)  # the learned rates are averaged too
@@ -376,7 +378,7 @@ def test_meta_ddp_gloo_two_processes_equal_single_process(train_dir, tmp_path, t
 def test_pretrain_ddp_gloo_two_processes_equal_single_process(train_dir, tmp_path):
     one, two = single_and_ddp(["train", "pretrain", "--train-dirs", train_dir, "--patch", 16, "--batch", 4,
                                "--channels", 8, "--depth", 3, "--steps", 1, "--val-every", 0, "--device", "cpu"],
-                              tmp_path, 29532)
+                              tmp_path)
     torch.manual_seed(0)  # the seed the run uses (config default): its initial weights
     assert_same_update(one["net"], two["net"], SRNet(8, 3).state_dict())
 

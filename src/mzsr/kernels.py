@@ -38,11 +38,14 @@ def gaussian_kernel(lambda1: float, lambda2: float | None = None, theta: float =
     return k / k.sum()
 
 
-def random_kernel(rng: np.random.Generator, scale: float, size: int = 15) -> np.ndarray:
-    """A meta-training task kernel (spec §4): θ ~ U[0, π), λ1 ~ U[1, 2.5·s], λ2 ~ U[1, λ1]."""
+def random_kernel(rng: np.random.Generator, scale: float, size: int = 15, min_var: float = 1.0) -> np.ndarray:
+    """A meta-training task kernel (spec §4): θ ~ U[0, π), λ1 ~ U[m, 2.5·s], λ2 ~ U[m, λ1].
+
+    ``m = min_var``: 1 in the paper; lower values add sharper kernels than the paper's range.
+    """
     theta = rng.uniform(0, math.pi)
-    lambda1 = rng.uniform(1, 2.5 * scale)
-    lambda2 = rng.uniform(1, lambda1)
+    lambda1 = rng.uniform(min_var, 2.5 * scale)
+    lambda2 = rng.uniform(min_var, lambda1)
     return gaussian_kernel(lambda1, lambda2, theta, size)
 
 
