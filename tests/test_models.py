@@ -71,15 +71,16 @@ def test_export_records_benchmark_scores_in_the_card(tmp_path, tiny_model, monke
             "psnr": 30.123456, "ssim": 0.9, "n_images": 5, "paper": {"psnr": 35.2, "ssim": 0.94}}
     other = {**cell, "scenario": "gb1.3", "psnr": 20.0}
     earlier = {**cell, "scenario": "gd0.2", "psnr": 25.0}  # same name, other weights: not this model's
+    before = {**cell, "scenario": "gdani", "psnr": 28.0}  # these weights under their run's file name: this model's
     mine = {"model": "mine-x2", "digests": {"model": fingerprint(models.load_model(tiny_model))["sha256"]}}
-    results = {"benchmark": {"scale": 2}, "cells": [cell, other, earlier],
-               "scenarios": {"gd2.0": mine, "gb1.3": {"model": "someone-else"},
+    results = {"benchmark": {"scale": 2}, "cells": [cell, other, earlier, before],
+               "scenarios": {"gd2.0": mine, "gb1.3": {"model": "someone-else"}, "gdani": {**mine, "model": "best"},
                              "gd0.2": {"model": "mine-x2", "digests": {"model": "0123456789abcdef"}}}}
     (tmp_path / "results.json").write_text(json.dumps(results))
     assert main(["train", "export", str(tiny_model), "--name", "mine-x2", "--results",
                  str(tmp_path / "results.json")]) == 0
+    expected = {"MZSR(1)": {"psnr": 30.1235, "ssim": 0.9, "images": 5, "paper_psnr": 35.2, "paper_ssim": 0.94}}
     assert models.read_card("mine-x2")["benchmark"] == {
-        "Set5 gd2.0 x2": {"MZSR(1)": {"psnr": 30.1235, "ssim": 0.9, "images": 5, "paper_psnr": 35.2,
-                                      "paper_ssim": 0.94}}}
+        "Set5 gd2.0 x2": expected, "Set5 gdani x2": {"MZSR(1)": {**expected["MZSR(1)"], "psnr": 28.0}}}
     assert main(["train", "export", str(tiny_model), "--name", "x", "--results", str(tmp_path / "nope.json")]) == 2
     assert "nope.json: not a readable benchmark results.json" in capsys.readouterr().err

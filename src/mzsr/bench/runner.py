@@ -405,13 +405,14 @@ def pool_folders(out: Path, sources: list[Path]) -> dict:
 def model_scores(results: dict, name: str, digest: str | None = None) -> dict:
     """The finished cells of a benchmark that used model ``name`` (MZSR, and fine-tuning from its base), as
     ``{"<set> <scenario> x<scale>": {method label: {psnr, ssim, images, paper}}}`` for the model's card. With
-    ``digest`` (``fingerprint(...)["sha256"]``), scenarios last run with other weights of that name are left out:
-    a report keeps cells of earlier weights that a later run did not redo."""
+    ``digest`` (``fingerprint(...)["sha256"]``) the weights decide, not the name: scenarios last run with other
+    weights of that name are left out (a report keeps cells of earlier weights that a later run did not redo), and
+    those run with these weights under another name (a run's ``best.safetensors`` before it ships) count."""
     scale, out = results["benchmark"]["scale"], {}
     for c in results["cells"]:
         scenario = results["scenarios"][c["scenario"]]
         ran = scenario.get("digests", {}).get("model")
-        if c["status"] == "done" and scenario["model"] == name and (digest is None or ran == digest):
+        if c["status"] == "done" and (scenario["model"] == name if digest is None else ran == digest):
             paper = c["paper"] or {}
             out.setdefault(f"{c['set']} {c['scenario']} x{scale}", {})[c["label"]] = {
                 "psnr": round(c["psnr"], 4), "ssim": round(c["ssim"], 4), "images": c["n_images"],
