@@ -30,7 +30,7 @@ from .loop import Clock, RunLog, drive, parse_duration, save_training, start_or_
 from .validate import psnr_after_steps, set14_pairs
 
 # Validation kernels (λ1, λ2, θ; fixed, so that scores compare across runs): g^d_2.0 and the paper's anisotropic
-# one by default; g^d_0.2's, outside the training range (λ ≥ 1), checks kernels that meta-training never draws.
+# one by default; g^d_0.2's, outside the paper's training range (λ ≥ 1; see kernel_min_var), checks sharp images.
 VAL_KERNELS = {"iso2.0": (2.0, 2.0, 0.0), "ani4-1": (4.0, 1.0, -0.5), "iso0.2": (0.2, 0.2, 0.0)}
 
 
