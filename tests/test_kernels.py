@@ -43,6 +43,9 @@ def test_kernel_min_var_admits_sharper_kernels():
     wider = [random_kernel(np.random.default_rng(s), scale=2, min_var=0.2).max() for s in range(50)]
     assert max(paper) <= peak < max(wider)
     assert max(wider) <= gaussian_kernel(0.2, size=15)[7, 7]
+    for bad in (0.0, -1.0, 5.5):  # 5.5 > 2.5·s would draw λ1 from a reversed range
+        with pytest.raises(KernelError, match="min_var"):
+            random_kernel(np.random.default_rng(0), scale=2, min_var=bad)
 
 
 def test_even_size_rejected():

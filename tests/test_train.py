@@ -262,9 +262,15 @@ def test_rates_alone_for_frozen_weights(train_dir, tmp_path, tiny_model):
     net = SRNet(channels=8, depth=3)
     lrs = card_step_lrs(net, torch.full((1, 6), 0.03), MetaConfig(test_step_lrs=[0.01, 0.005, 0.002]))
     assert isinstance(lrs[0], dict) and lrs[1:] == [0.005, 0.002]  # learned step first, then the schedule
-    with pytest.raises(ValueError, match="freeze_weights needs learn_step_lrs"):
-        run_meta(MetaConfig(**meta_args(str(tiny_model), str(tmp_path / "g"), train_dirs=[str(train_dir)],
-                                        freeze_weights=True)))
+
+
+@pytest.mark.parametrize("bad, message", [({"freeze_weights": True}, "freeze_weights needs learn_step_lrs"),
+                                          ({"ema": 1.0}, "ema is a decay"),
+                                          ({"kernel_min_var": 6.0}, r"kernel_min_var must be in \(0, 5\]")])
+def test_meta_rejects_configs_that_cannot_train(train_dir, tmp_path, tiny_model, bad, message):
+    with pytest.raises(ValueError, match=message):
+        run_meta(MetaConfig(**meta_args(str(tiny_model), str(tmp_path / "g"), train_dirs=[str(train_dir)], **bad)))
+    assert not (tmp_path / "g").exists()  # rejected before the run folder is made
 
 
 def test_ema_follows_the_weights_and_is_what_validation_scores(train_dir, tmp_path, tiny_model, data):
@@ -286,8 +292,6 @@ def test_ema_follows_the_weights_and_is_what_validation_scores(train_dir, tmp_pa
     logged = [r for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines()) if "val" in r]
     assert [r["step"] for r in logged] == [0, 1] and "val_latest" not in logged[0]  # step 0: nothing to compare
     assert (logged[1]["val"], logged[1]["val_latest"]) == (averaged, raw) and averaged != raw
-    with pytest.raises(ValueError, match="ema is a decay"):
-        run_meta(MetaConfig(**meta_args(str(tiny_model), str(tmp_path / "g"), train_dirs=[str(train_dir)], ema=1)))
 
 
 def cli(*args):

@@ -43,6 +43,8 @@ def random_kernel(rng: np.random.Generator, scale: float, size: int = 15, min_va
 
     ``m = min_var``: 1 in the paper; lower values add sharper kernels than the paper's range.
     """
+    if not 0 < min_var <= 2.5 * scale:  # beyond 2.5·s the draws would silently come from a reversed range
+        raise KernelError(f"min_var must be in (0, {2.5 * scale:g}] at ×{scale:g}, got {min_var:g}")
     theta = rng.uniform(0, math.pi)
     lambda1 = rng.uniform(min_var, 2.5 * scale)
     lambda2 = rng.uniform(min_var, lambda1)

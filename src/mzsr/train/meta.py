@@ -235,7 +235,19 @@ def tune_step_lrs(weights, cfg: MetaConfig, candidates: dict = STEP_LR_CANDIDATE
     return sorted(rows, key=lambda r: -r[2]["score"])
 
 
+def check_config(cfg: MetaConfig) -> None:
+    """Reject option combinations that cannot train, before the run folder and data are touched."""
+    if cfg.freeze_weights and not cfg.learn_step_lrs:
+        raise ValueError("freeze_weights needs learn_step_lrs: there would be nothing to learn")
+    if cfg.ema and not 0 < cfg.ema < 1:
+        raise ValueError(f"ema is a decay in (0, 1), got {cfg.ema}")
+    if not 0 < cfg.kernel_min_var <= 2.5 * cfg.scale:
+        raise ValueError(f"kernel_min_var must be in (0, {2.5 * cfg.scale:g}] (λ1's upper end) at ×{cfg.scale}, "
+                         f"got {cfg.kernel_min_var:g}")
+
+
 def run(cfg: MetaConfig, resume: bool = False) -> Path:
+    check_config(cfg)
     stop, device, ddp, run_dir, files = open_run(cfg, resume)
     name = cfg.name or f"{cfg.downsample}-x{cfg.scale}"
     sampler, rng = make_sampler(files, cfg.patch, cfg.seed)
@@ -246,8 +258,6 @@ def run(cfg: MetaConfig, resume: bool = False) -> Path:
     # going on from meta-learned weights keeps their pretrained base: it is what --method finetune compares with
     pretrained = base.card.get("base", base.name)
     batched = batching_tasks(cfg, device)
-    if cfg.freeze_weights and rates is None:
-        raise ValueError("freeze_weights needs learn_step_lrs: there would be nothing to learn")
     learned = ([] if cfg.freeze_weights else list(net.parameters())) + ([] if rates is None else [rates])
     opt = torch.optim.Adam(learned, lr=cfg.meta_lr)
     ckpt = run_dir / "checkpoint.pt"
@@ -255,8 +265,6 @@ def run(cfg: MetaConfig, resume: bool = False) -> Path:
     if rates is not None and saved:
         with torch.no_grad():
             rates.copy_(saved["step_lrs"])
-    if cfg.ema and not 0 < cfg.ema < 1:
-        raise ValueError(f"ema is a decay in (0, 1), got {cfg.ema}")
     average = None
     if cfg.ema:  # starts at the initial weights, which for a run going on from a model are good ones
         average = {k: v.to(device) for k, v in saved["ema"].items()} if saved else \
