@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mzsr.io import ImageError, atomic_write, discover_inputs, hr_files, read_image, write_image
+from mzsr.io import ImageError, atomic_write, discover_inputs, hr_files, portable_path, read_image, write_image
 from mzsr.train.validate import set14_pairs
 
 
@@ -93,3 +93,10 @@ def test_test_sets_take_any_image_format(tmp_path, monkeypatch, rng):
     assert np.array_equal(gt_a, gt_b) and np.array_equal(lr_a, lr_b)  # lossless WebP: the same pixels
     with pytest.raises(ImageError, match="no such test set"):
         hr_files("Set5")
+
+
+def test_portable_path_names_data_relative_to_mzsr_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("MZSR_DATA", str(tmp_path / "data"))
+    (tmp_path / "data/train/T91").mkdir(parents=True)
+    assert portable_path(tmp_path / "data/train/T91") == "$MZSR_DATA/train/T91"
+    assert portable_path(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")  # outside: as given

@@ -187,6 +187,7 @@ def test_validation_keeps_best_with_card(train_dir, tmp_path, data):
     best = max(curve, key=lambda c: c["set14_bicubic_psnr"])
     assert card["training"]["steps"] == best["step"] and card["metrics"]["set14_bicubic_psnr"] == best["set14_bicubic_psnr"] > 15
     assert card["training"]["code_version"]
+    assert card["training"]["data"] == [str(train_dir)]  # outside $MZSR_DATA: named as given
 
 
 def meta_args(init, run_dir, **kw):

@@ -35,6 +35,16 @@ def data_root() -> Path:
     return beside_checkout if beside_checkout.is_dir() else Path("../shared/data")
 
 
+def portable_path(path) -> str:
+    """``path`` as ``$MZSR_DATA/…`` when it lies in the data folder, so that a model card names its training data
+    the same way on every machine; other paths as given."""
+    path, root = Path(path), data_root()
+    try:
+        return "$MZSR_DATA/" + path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 

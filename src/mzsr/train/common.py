@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io import data_root
+from ..io import data_root, portable_path
 from ..net import SRNet
 from .data import PatchSampler, list_images, load_images
 from ..runtime import pick_device
@@ -50,7 +50,7 @@ def make_card(name: str, scale: int, downsample: str, step_lrs: list, net: SRNet
         "downsample": downsample,
         "step_lrs": step_lrs,
         "arch": {"channels": conv.out_channels, "depth": len(net.convs), "bias": conv.bias is not None},
-        "training": {"config": config, "data": sorted({str(Path(f).parent) for f in files}),
+        "training": {"config": config, "data": sorted({portable_path(Path(f).parent) for f in files}),
                      "data_files": len(files), "steps": step, "wall_time_s": round(wall_s, 1),
                      "code_version": code_version(), "saved": time.strftime("%Y-%m-%dT%H:%M:%S")},
         "metrics": metrics,
