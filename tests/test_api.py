@@ -84,3 +84,13 @@ def test_sixteen_bit_keeps_its_precision(tiny_model):
     ramp = np.linspace(0, 65535, 40 * 40).reshape(40, 40).astype(np.uint16)
     out = mzsr.upscale(ramp, 2, kernel="iso:1", steps=0, model=str(tiny_model))
     assert out.dtype == np.uint16 and len(np.unique(out)) > 1000
+
+
+def test_the_default_model_follows_the_kernel(rng):
+    img = rng.integers(0, 256, (16, 14, 3), dtype=np.uint8)
+    for spec, model in (("iso:0.3", "direct-x2-wide"), ("iso:2", "direct-x2")):
+        auto = mzsr.upscale(img, 2, kernel=spec, steps=1)
+        assert np.array_equal(auto, mzsr.upscale(img, 2, kernel=spec, steps=1, model=model)), spec
+    # an explicit model is kept whatever the kernel
+    assert not np.array_equal(mzsr.upscale(img, 2, kernel="iso:0.3", steps=1, model="direct-x2"),
+                              mzsr.upscale(img, 2, kernel="iso:0.3", steps=1))

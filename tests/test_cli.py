@@ -160,3 +160,16 @@ def test_kernel_convention_of_a_kernelgan_file(images, tmp_path, capsys):
         assert rc == 0, err
         saved = loadmat(out / "a_kernel_x2.mat")["kernel"]
         assert np.allclose(center_of_mass(saved), saved.shape[0] // 2, atol=1e-3) == centre
+
+
+def test_each_image_gets_the_model_for_its_kernel(images, tmp_path, capsys):
+    kdir = tmp_path / "k"
+    kdir.mkdir()
+    for name, var in (("a", 0.3), ("b", 2.0)):
+        savemat(kdir / f"{name}_kernel_x2.mat", {"Kernel": gaussian_kernel(var, size=11)})
+    rc, out, err = run_cli(capsys, "upscale", images, "-o", tmp_path / "out", "--kernel", kdir, "--steps", "1")
+    assert rc == 0, err
+    assert "model direct-x2 ×1, direct-x2-wide ×1" in out
+    rc, out, err = run_cli(capsys, "upscale", images, "-o", tmp_path / "out2", "--kernel", kdir, "--steps", "1",
+                           "--model", "direct-x2")
+    assert rc == 0 and "model direct-x2" in out and "wide" not in out, err

@@ -5,8 +5,8 @@ from PIL import Image
 from scipy.io import loadmat, savemat
 
 from mzsr.degrade import blur, degrade
-from mzsr.kernels import (KernelError, check_kernel, gaussian_kernel, kernelgan_to_mzsr, load_kernel,
-                          parse_kernel_spec, random_kernel)
+from mzsr.kernels import (KernelError, check_kernel, gaussian_kernel, kernel_variances, kernelgan_to_mzsr,
+                          load_kernel, parse_kernel_spec, random_kernel)
 from mzsr.metrics import psnr_rgb
 from mzsr.resize import imresize
 
@@ -184,3 +184,11 @@ def test_estimate_spec_has_no_kernel_of_its_own():
     assert spec.kind == "estimate"
     with pytest.raises(KernelError, match="estimate"):
         spec.for_image("a", 2)
+
+
+@pytest.mark.parametrize("l1, l2, theta", [(1.0, 1.0, 0.0), (4.0, 0.5, 0.5), (2.0, 0.35, 2.0), (5.0, 1.5, -1.0)])
+def test_kernel_variances_are_the_gaussians_lambdas(l1, l2, theta):
+    small, large = kernel_variances(gaussian_kernel(l1, l2, theta, size=31))
+    assert (small, large) == (pytest.approx(min(l1, l2), abs=0.01), pytest.approx(max(l1, l2), abs=0.02))
+    shifted = np.roll(gaussian_kernel(l1, l2, theta, size=31), (2, -3), axis=(0, 1))  # off-centre: same spread
+    assert kernel_variances(shifted) == pytest.approx((small, large), abs=1e-6)

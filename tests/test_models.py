@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from mzsr.bench.runner import fingerprint
-from mzsr.models import ModelError, available, load_model, read_card, save_model
+from mzsr.kernels import gaussian_kernel
+from mzsr.models import ModelError, available, load_model, model_for_kernel, read_card, save_model
 from mzsr.net import SRNet
 
 REQUIRED = {"name", "scale", "downsample", "step_lrs", "arch", "training", "metrics"}
@@ -84,3 +85,12 @@ def test_export_records_benchmark_scores_in_the_card(tmp_path, tiny_model, monke
         "Set5 gd2.0 x2": expected, "Set5 gdani x2": {"MZSR(1)": {**expected["MZSR(1)"], "psnr": 28.0}}}
     assert main(["train", "export", str(tiny_model), "--name", "x", "--results", str(tmp_path / "nope.json")]) == 2
     assert "nope.json: not a readable benchmark results.json" in capsys.readouterr().err
+
+
+def test_a_sharp_kernel_picks_the_narrow_kernel_model():
+    assert model_for_kernel(2, "direct", gaussian_kernel(0.5)) == "direct-x2-wide"
+    assert model_for_kernel(2, "direct", gaussian_kernel(4.0, 0.5, 1.0)) == "direct-x2-wide"  # narrow along one axis
+    for k in (gaussian_kernel(1.0), gaussian_kernel(2.0), None):
+        assert model_for_kernel(2, "direct", k) == "direct-x2"
+    assert model_for_kernel(4, "direct", gaussian_kernel(0.5)) == "direct-x4"  # no narrow-kernel ×4 model
+    assert model_for_kernel(2, "bicubic", gaussian_kernel(0.5)) == "bicubic-x2"

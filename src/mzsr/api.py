@@ -8,7 +8,7 @@ from . import adapt as _adapt
 from .degrade import degrade, quantize
 from .estimate import estimate_kernel
 from .kernels import KernelSpec, check_kernel, parse_kernel_spec
-from .models import Model, default_model, load_model
+from .models import Model, default_model, load_model, model_for_kernel
 from .resize import imresize
 from .runtime import pick_device
 
@@ -86,7 +86,9 @@ def upscale(image: np.ndarray, scale: int = 2, kernel=None, steps: int = 10, met
     ``kernel``: an array, a spec string (``iso:VAR``, ``aniso:L1,L2,THETA``, a file, ``bicubic``, ``estimate``)
     or ``None`` (= ``bicubic``: no blur, MATLAB-bicubic degradation). ``estimate`` finds the kernel in the image
     with ``estimator`` (see ``resolve_kernel``) and the model. ``method``: ``mzsr`` (meta-learned weights),
-    ``finetune`` (the same steps from the bicubic-pretrained weights), ``bicubic`` or ``zssr``.
+    ``finetune`` (the same steps from the bicubic-pretrained weights), ``bicubic`` or ``zssr``. ``model``: a
+    shipped name, a ``.safetensors`` path or a loaded model; by default the shipped one for the scale, subsampling
+    and kernel (:func:`mzsr.models.model_for_kernel`: ``direct-x2-wide`` for a sharp kernel at ×2, else the default).
     ``downsample``: the son's subsampling, ``direct`` or ``bicubic``; by default the model's.
     ``callback(step, loss)`` is called after each adaptation step. ``back_projection`` > 0 (``mzsr`` and
     ``finetune``) ends with that many back-projection iterations, which pull the output towards reproducing the
@@ -109,9 +111,12 @@ def upscale(image: np.ndarray, scale: int = 2, kernel=None, steps: int = 10, met
         model = load_model(model, dev)
     if downsample is None:
         downsample = _default_downsample(spec, model)
-    if model is None and (method in ("mzsr", "finetune") or spec.kind == "estimate"):
+    auto = model is None
+    if auto and (method in ("mzsr", "finetune") or spec.kind == "estimate"):
         model = load_model(default_model(scale, downsample), dev)
     k = _kernel_for(rgb, spec, scale, model, estimator)
+    if auto and method == "mzsr" and model.name != model_for_kernel(scale, downsample, k):
+        model = load_model(model_for_kernel(scale, downsample, k), dev)
     if method == "bicubic":
         sr = imresize(rgb, scale)
     elif method == "zssr":

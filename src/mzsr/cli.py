@@ -6,6 +6,7 @@ are written to a temporary file and renamed, and inputs are never overwritten.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import sys
 import time
@@ -20,7 +21,7 @@ from .degrade import DOWNSAMPLING
 from .estimate import DEFAULT_ESTIMATOR, ESTIMATORS, get_estimator
 from .io import ImageError, discover_inputs, read_image, write_image
 from .kernels import CONVENTIONS, KernelError, parse_kernel_spec
-from .models import ModelError, available, default_model, load_model, read_card
+from .models import ModelError, available, default_model, load_model, model_for_kernel, read_card
 from .runtime import pick_device
 
 
@@ -213,9 +214,10 @@ def cmd_upscale(args) -> int:
     pairs = _plan_outputs(args)
     if args.steps < 0:
         raise CliError(f"--steps must be ≥ 0, got {args.steps}")
-    model = None
+    model, loaded, used = None, {}, collections.Counter()
     if args.method in ("mzsr", "finetune") or spec.kind == "estimate":
         model = load_model(args.model or default_model(args.scale, downsample), pick_device(args.device))
+        loaded[model.name] = model
     failures, scores, t0 = 0, [], time.time()
     bar = tqdm(pairs, desc="upscale", unit="img", disable=None)
     for src, out in bar:
@@ -223,11 +225,19 @@ def cmd_upscale(args) -> int:
             img = read_image(src)
             kernel = resolve_kernel(img, spec if spec.kind == "estimate" else spec.for_image(src.stem, args.scale),
                                     args.scale, model, args.estimator)
+            adapted = model
+            if args.method == "mzsr" and not args.model:
+                name = model_for_kernel(args.scale, downsample, kernel)  # the estimate, if any, used the default
+                if name not in loaded:
+                    loaded[name] = load_model(name, pick_device(args.device))
+                adapted = loaded[name]
             steps_bar = lambda i, loss: bar.set_postfix(image=src.name, step=i + 1, loss=f"{loss:.4f}")  # noqa: E731
             sr = upscale(img, args.scale, kernel if kernel is not None else "bicubic", args.steps, args.method,
-                         model, downsample, args.device, args.tile, steps_bar,
+                         adapted, downsample, args.device, args.tile, steps_bar,
                          back_projection=args.back_projection, ensemble=args.self_ensemble)
             write_image(out, sr)
+            if args.method == "mzsr":
+                used[adapted.name] += 1
             if args.save_kernel and kernel is not None:
                 _save_kernel(out, kernel, args.scale)
             if args.gt:
@@ -245,6 +255,8 @@ def cmd_upscale(args) -> int:
     bar.close()
     done = len(pairs) - failures
     how = args.method if args.method == "bicubic" else f"{args.method}, {args.steps} steps"
+    if used:
+        how += ", model " + ", ".join(f"{name} ×{n}" if len(used) > 1 else name for name, n in sorted(used.items()))
     summary = f"{done}/{len(pairs)} images upscaled ×{args.scale} ({how}) into {args.out} in {time.time() - t0:.1f} s"
     if scores:
         summary += f"; mean PSNR {np.mean([s[0] for s in scores]):.4f} dB, SSIM {np.mean([s[1] for s in scores]):.4f}"

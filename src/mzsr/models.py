@@ -9,11 +9,17 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .io import atomic_write
+from .kernels import kernel_variances
 from .net import SRNet
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODELS = {("direct", 2): "direct-x2", ("bicubic", 2): "bicubic-x2", ("direct", 4): "direct-x4",
                   ("bicubic", 4): "direct-x4"}
+# Models meta-trained on sharper task kernels (variance from 0.2 up, against the paper's 1), the default for a
+# kernel whose narrower axis has a variance under NARROW_KERNEL_VAR px²: on Set14, MZSR(10) of direct-x2-wide beat
+# direct-x2's below it and lost above it (docs/training.md §10).
+NARROW_MODELS = {("direct", 2): "direct-x2-wide"}
+NARROW_KERNEL_VAR = 0.85
 
 
 class ModelError(ValueError):
@@ -55,6 +61,15 @@ def default_model(scale: int, downsample: str) -> str:
     except KeyError:
         raise ModelError(f"no shipped model for ×{scale} with {downsample} downsampling "
                          f"(shipped: {', '.join(available())})") from None
+
+
+def model_for_kernel(scale: int, downsample: str, kernel) -> str:
+    """The shipped model for a kernel (``None``: no blur): the narrow-kernel model where there is one and the kernel
+    is sharp enough, else :func:`default_model`."""
+    narrow = NARROW_MODELS.get((downsample, scale))
+    if narrow and kernel is not None and kernel_variances(kernel)[0] < NARROW_KERNEL_VAR:
+        return narrow
+    return default_model(scale, downsample)
 
 
 def _resolve(name_or_path) -> Path:
