@@ -8,7 +8,6 @@ validation set, not a test set) degraded by Gaussian kernels from sharp to wide,
 """
 import argparse
 
-
 from mzsr.kernels import gaussian_kernel, kernel_variances
 from mzsr.models import load_model, model_for_kernel
 from mzsr.runtime import pick_device
