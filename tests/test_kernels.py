@@ -48,6 +48,14 @@ def test_kernel_min_var_admits_sharper_kernels():
             random_kernel(np.random.default_rng(0), scale=2, min_var=bad)
 
 
+def test_kernel_minor_max_caps_the_smaller_variance():
+    draws = [kernel_variances(random_kernel(np.random.default_rng(s), scale=2, size=21, min_var=0.2, minor_max=0.85))
+             for s in range(40)]
+    assert max(small for small, _ in draws) < 0.86 and max(large for _, large in draws) > 2  # wide along one axis
+    with pytest.raises(KernelError, match="minor_max"):
+        random_kernel(np.random.default_rng(0), scale=2, min_var=1.0, minor_max=0.85)
+
+
 def test_even_size_rejected():
     with pytest.raises(KernelError):
         gaussian_kernel(2.0, size=20)

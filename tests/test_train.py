@@ -267,7 +267,8 @@ def test_rates_alone_for_frozen_weights(train_dir, tmp_path, tiny_model):
 
 @pytest.mark.parametrize("bad, message", [({"freeze_weights": True}, "freeze_weights needs learn_step_lrs"),
                                           ({"ema": 1.0}, "ema is a decay"),
-                                          ({"kernel_min_var": 6.0}, r"kernel_min_var must be in \(0, 5\]")])
+                                          ({"kernel_min_var": 6.0}, r"kernel_min_var must be in \(0, 5\]"),
+                                          ({"kernel_minor_max": 0.85}, "kernel_minor_max must exceed")])
 def test_meta_rejects_configs_that_cannot_train(train_dir, tmp_path, tiny_model, bad, message):
     with pytest.raises(ValueError, match=message):
         run_meta(MetaConfig(**meta_args(str(tiny_model), str(tmp_path / "g"), train_dirs=[str(train_dir)], **bad)))

@@ -52,16 +52,20 @@ def kernel_variances(k: np.ndarray) -> tuple[float, float]:
     return float(small), float(large)
 
 
-def random_kernel(rng: np.random.Generator, scale: float, size: int = 15, min_var: float = 1.0) -> np.ndarray:
+def random_kernel(rng: np.random.Generator, scale: float, size: int = 15, min_var: float = 1.0,
+                  minor_max: float | None = None) -> np.ndarray:
     """A meta-training task kernel (spec §4): θ ~ U[0, π), λ1 ~ U[m, 2.5·s], λ2 ~ U[m, λ1].
 
-    ``m = min_var``: 1 in the paper; lower values add sharper kernels than the paper's range.
+    ``m = min_var``: 1 in the paper; lower values add sharper kernels than the paper's range. ``minor_max``
+    caps the smaller variance, λ2 ~ U[m, min(λ1, minor_max)]: kernels sharp along at least one axis.
     """
     if not 0 < min_var <= 2.5 * scale:  # beyond 2.5·s the draws would silently come from a reversed range
         raise KernelError(f"min_var must be in (0, {2.5 * scale:g}] at ×{scale:g}, got {min_var:g}")
+    if minor_max is not None and not minor_max > min_var:
+        raise KernelError(f"minor_max must exceed min_var ({min_var:g}), got {minor_max:g}")
     theta = rng.uniform(0, math.pi)
     lambda1 = rng.uniform(min_var, 2.5 * scale)
-    lambda2 = rng.uniform(min_var, lambda1)
+    lambda2 = rng.uniform(min_var, lambda1 if minor_max is None else min(lambda1, minor_max))
     return gaussian_kernel(lambda1, lambda2, theta, size)
 
 

@@ -82,9 +82,10 @@ def task_input(hr: torch.Tensor, kernel: torch.Tensor, scale: int, downsample: s
 
 
 def sample_task(sampler: PatchSampler, rng: np.random.Generator, scale: int, downsample: str,
-                n_train: int = 8, n_test: int = 8, kernel_size: int = 15, kernel_min_var: float = 1.0):
+                n_train: int = 8, n_test: int = 8, kernel_size: int = 15, kernel_min_var: float = 1.0,
+                kernel_minor_max: float | None = None):
     """One meta-learning task (spec §4): a random kernel; (input, label) for its D_tr and D_te."""
-    kernel = torch.from_numpy(random_kernel(rng, scale, kernel_size, kernel_min_var)).float()
+    kernel = torch.from_numpy(random_kernel(rng, scale, kernel_size, kernel_min_var, kernel_minor_max)).float()
     hr = sampler.batch(n_train + n_test)
     x = task_input(hr, kernel, scale, downsample)
     return (x[:n_train], hr[:n_train]), (x[n_train:], hr[n_train:])
