@@ -4,7 +4,7 @@ MZSR(0), (1) and (10) Y-PSNR of each model, with its own test-time rates, on the
 validation set, not a test set) degraded by Gaussian kernels from sharp to wide, and which model
 ``mzsr.models.model_for_kernel`` picks for each. A row takes ~3.5 minutes on one CPU core for two models.
 
-    python benchmarks/kernel_width.py [--models direct-x2 direct-x2-wide] [--limit 14]
+    python benchmarks/kernel_width.py [--models direct-x2 direct-x2-sharp] [--limit 14]
 """
 import argparse
 
@@ -22,7 +22,7 @@ STEPS = [0, 1, 10]
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["direct-x2", "direct-x2-wide"])
+    p.add_argument("--models", nargs="+", default=["direct-x2", "direct-x2-sharp"])
     p.add_argument("--limit", type=int, default=14, help="Set14 images (centred 256-px crops)")
     p.add_argument("--device", default="auto")
     args = p.parse_args()

@@ -88,7 +88,7 @@ def test_sixteen_bit_keeps_its_precision(tiny_model):
 
 def test_the_default_model_follows_the_kernel(rng):
     img = rng.integers(0, 256, (16, 14, 3), dtype=np.uint8)
-    for spec, model in (("iso:0.3", "direct-x2-wide"), ("iso:2", "direct-x2")):
+    for spec, model in (("iso:0.3", "direct-x2-sharp"), ("iso:2", "direct-x2")):
         auto = mzsr.upscale(img, 2, kernel=spec, steps=1)
         assert np.array_equal(auto, mzsr.upscale(img, 2, kernel=spec, steps=1, model=model)), spec
     # an explicit model is kept whatever the kernel

@@ -169,7 +169,7 @@ def test_each_image_gets_the_model_for_its_kernel(images, tmp_path, capsys):
         savemat(kdir / f"{name}_kernel_x2.mat", {"Kernel": gaussian_kernel(var, size=11)})
     rc, out, err = run_cli(capsys, "upscale", images, "-o", tmp_path / "out", "--kernel", kdir, "--steps", "1")
     assert rc == 0, err
-    assert "model direct-x2 ×1, direct-x2-wide ×1" in out
+    assert "model direct-x2 ×1, direct-x2-sharp ×1" in out
     rc, out, err = run_cli(capsys, "upscale", images, "-o", tmp_path / "out2", "--kernel", kdir, "--steps", "1",
                            "--model", "direct-x2")
-    assert rc == 0 and "model direct-x2" in out and "wide" not in out, err
+    assert rc == 0 and "model direct-x2" in out and "sharp" not in out, err

@@ -88,8 +88,8 @@ def test_export_records_benchmark_scores_in_the_card(tmp_path, tiny_model, monke
 
 
 def test_a_sharp_kernel_picks_the_narrow_kernel_model():
-    assert model_for_kernel(2, "direct", gaussian_kernel(0.5)) == "direct-x2-wide"
-    assert model_for_kernel(2, "direct", gaussian_kernel(4.0, 0.5, 1.0)) == "direct-x2-wide"  # narrow along one axis
+    assert model_for_kernel(2, "direct", gaussian_kernel(0.5)) == "direct-x2-sharp"
+    assert model_for_kernel(2, "direct", gaussian_kernel(4.0, 0.5, 1.0)) == "direct-x2-sharp"  # narrow along one axis
     for k in (gaussian_kernel(1.0), gaussian_kernel(2.0), None):
         assert model_for_kernel(2, "direct", k) == "direct-x2"
     assert model_for_kernel(4, "direct", gaussian_kernel(0.5)) == "direct-x4"  # no narrow-kernel ×4 model

@@ -88,7 +88,7 @@ def upscale(image: np.ndarray, scale: int = 2, kernel=None, steps: int = 10, met
     with ``estimator`` (see ``resolve_kernel``) and the model. ``method``: ``mzsr`` (meta-learned weights),
     ``finetune`` (the same steps from the bicubic-pretrained weights), ``bicubic`` or ``zssr``. ``model``: a
     shipped name, a ``.safetensors`` path or a loaded model; by default the shipped one for the scale, subsampling
-    and kernel (:func:`mzsr.models.model_for_kernel`: ``direct-x2-wide`` for a sharp kernel at ×2, else the default).
+    and kernel (:func:`mzsr.models.model_for_kernel`: ``direct-x2-sharp`` for a sharp kernel at ×2, else the default).
     ``downsample``: the son's subsampling, ``direct`` or ``bicubic``; by default the model's.
     ``callback(step, loss)`` is called after each adaptation step. ``back_projection`` > 0 (``mzsr`` and
     ``finetune``) ends with that many back-projection iterations, which pull the output towards reproducing the

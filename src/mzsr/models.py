@@ -15,11 +15,11 @@ from .net import SRNet
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODELS = {("direct", 2): "direct-x2", ("bicubic", 2): "bicubic-x2", ("direct", 4): "direct-x4",
                   ("bicubic", 4): "direct-x4"}
-# Models meta-trained on sharper task kernels (variance from 0.2 up, against the paper's 1), the default for a
-# kernel whose narrower axis has a variance under NARROW_KERNEL_VAR px²: on Set14, MZSR(10) of direct-x2-wide beat
-# direct-x2's below it and lost above it (docs/training.md §10).
-NARROW_MODELS = {("direct", 2): "direct-x2-wide"}
-NARROW_KERNEL_VAR = 0.85
+# Models meta-trained on sharp task kernels (the smaller variance from 0.2 to 0.85, against the paper's 1 up), the
+# default for a kernel whose narrower axis has a variance under NARROW_KERNEL_VAR px²: on Set14, MZSR(10) of
+# direct-x2-sharp beat direct-x2's at 0.7 and below and lost at 1 and above (docs/training.md §10-11).
+NARROW_MODELS = {("direct", 2): "direct-x2-sharp"}
+NARROW_KERNEL_VAR = 0.8
 
 
 class ModelError(ValueError):
