@@ -112,11 +112,13 @@ def upscale(image: np.ndarray, scale: int = 2, kernel=None, steps: int = 10, met
     if downsample is None:
         downsample = _default_downsample(spec, model)
     auto = model is None
-    if auto and (method in ("mzsr", "finetune") or spec.kind == "estimate"):
+    if auto and spec.kind == "estimate":  # the estimate needs a model before the kernel can choose one
         model = load_model(default_model(scale, downsample), dev)
     k = _kernel_for(rgb, spec, scale, model, estimator)
-    if auto and method == "mzsr" and model.name != model_for_kernel(scale, downsample, k):
-        model = load_model(model_for_kernel(scale, downsample, k), dev)
+    if auto and method in ("mzsr", "finetune"):
+        name = model_for_kernel(scale, downsample, k) if method == "mzsr" else default_model(scale, downsample)
+        if model is None or model.name != name:
+            model = load_model(name, dev)
     if method == "bicubic":
         sr = imresize(rgb, scale)
     elif method == "zssr":

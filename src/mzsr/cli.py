@@ -21,7 +21,8 @@ from .degrade import DOWNSAMPLING
 from .estimate import DEFAULT_ESTIMATOR, ESTIMATORS, get_estimator
 from .io import ImageError, discover_inputs, read_image, write_image
 from .kernels import CONVENTIONS, KernelError, parse_kernel_spec
-from .models import ModelError, available, default_model, load_model, model_for_kernel, read_card
+from .models import (NARROW_KERNEL_VAR, ModelError, available, default_model, load_model, model_for_kernel,
+                     read_card)
 from .runtime import pick_device
 
 
@@ -68,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "does (up to 8× the inference time; +0.34 dB for MZSR(10) on Set5 g^d_2.0)")
     up.add_argument("--method", choices=METHODS, default="mzsr", help="default mzsr")
     up.add_argument("--model", metavar="NAME|PATH", help="shipped model name or .safetensors path "
-                    "(default follows -s and --downsample)")
+                    "(default follows -s, --downsample and each image's kernel: the narrow-kernel model at ×2 for "
+                    f"a principal variance under {NARROW_KERNEL_VAR:g} px², else the scale's default)")
     up.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     up.add_argument("--tile", type=int, metavar="PX", help="tile size for memory-bounded processing")
     up.add_argument("--save-kernel", action="store_true", help="write the kernel used beside each output")
