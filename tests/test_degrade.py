@@ -52,3 +52,18 @@ def test_noise_is_seeded_and_has_the_right_sigma():
     b = degrade(img, None, 1, noise=0.05, rng=np.random.default_rng(3))
     assert np.array_equal(a, b)
     assert (a - 128).std() == pytest.approx(0.05 * 255, rel=0.05)
+
+
+def test_corrupt_adds_seeded_noise_in_grey_levels_then_jpeg(rng):
+    from mzsr.degrade import corrupt, corrupt_torch
+
+    flat = np.full((64, 64, 3), 128.0)
+    noisy = corrupt(flat, noise=5.0, rng=np.random.default_rng(1))
+    assert noisy.dtype == np.uint8 and abs(noisy.astype(float).std() - 5.0) < 0.3
+    assert np.array_equal(noisy, corrupt(flat, noise=5.0, rng=np.random.default_rng(1)))
+    img = (rng.random((32, 40, 3)) * 255).round()
+    jpg = corrupt(img, jpeg=75)
+    assert jpg.shape == img.shape and 1 < np.abs(jpg - img).mean() < 60
+    t = torch.from_numpy(img / 255.0).permute(2, 0, 1)[None].float()
+    back = corrupt_torch(t, jpeg=75)[0].permute(1, 2, 0).numpy() * 255
+    assert np.abs(back - jpg).max() < 1e-3

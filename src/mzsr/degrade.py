@@ -6,6 +6,8 @@ A kernel of ``None`` means no blur (the plain bicubic degradation).
 """
 from __future__ import annotations
 
+import io as _io
+
 import numpy as np
 import scipy.ndimage
 import torch
@@ -60,6 +62,39 @@ def degrade(img: np.ndarray, kernel: np.ndarray | None, scale: int, downsample: 
         rng = rng if rng is not None else np.random.default_rng()
         out = out + rng.normal(0.0, noise * 255.0, out.shape)
     return out
+
+
+def corrupt(img: np.ndarray, noise: float = 0.0, jpeg: int | None = None,
+            rng: np.random.Generator | None = None) -> np.ndarray:
+    """A real camera's last steps on an ``(H, W[, C])`` image on the 0..255 scale: white Gaussian noise of σ
+    ``noise`` grey levels, rounding to uint8, then JPEG at ``jpeg`` quality (1..95; ``None``: none).
+
+    Returns uint8. Grey levels of 0..255, as BasicSR and Real-ESRGAN count σ.
+    """
+    out = np.asarray(img, dtype=np.float64)
+    if noise > 0:
+        rng = rng if rng is not None else np.random.default_rng()
+        out = out + rng.normal(0.0, noise, out.shape)
+    out = quantize(out)
+    if jpeg is None:
+        return out
+    from PIL import Image
+
+    buf = _io.BytesIO()
+    Image.fromarray(out.squeeze(-1) if out.ndim == 3 and out.shape[-1] == 1 else out).save(
+        buf, format="JPEG", quality=int(jpeg))
+    with Image.open(buf) as im:
+        back = np.asarray(im).copy()
+    return back.reshape(out.shape)
+
+
+def corrupt_torch(x: torch.Tensor, noise: float = 0.0, jpeg: int | None = None,
+                  rng: np.random.Generator | None = None) -> torch.Tensor:
+    """:func:`corrupt` of each ``(N, C, H, W)`` image in [0, 1]; returns the same layout, dtype and device (not
+    differentiable: JPEG runs in Pillow)."""
+    arr = x.detach().float().cpu().permute(0, 2, 3, 1).numpy() * 255.0
+    out = np.stack([corrupt(a, noise, jpeg, rng) for a in arr]).astype(np.float32) / 255.0
+    return torch.from_numpy(out).permute(0, 3, 1, 2).to(device=x.device, dtype=x.dtype)
 
 
 def _symmetric_index(n: int, pad: int, device) -> torch.Tensor:
