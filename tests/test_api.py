@@ -94,3 +94,62 @@ def test_the_default_model_follows_the_kernel(rng):
     # an explicit model is kept whatever the kernel
     assert not np.array_equal(mzsr.upscale(img, 2, kernel="iso:0.3", steps=1, model="direct-x2"),
                               mzsr.upscale(img, 2, kernel="iso:0.3", steps=1))
+
+
+CLI_API_MATRIX = [  # (CLI options, the same request through the API)
+    (["--model", "bicubic-x2", "--kernel", "iso:1.3", "--steps", "2"],
+     dict(model="bicubic-x2", kernel="iso:1.3", steps=2)),
+    (["-s", "4", "--kernel", "bicubic", "--steps", "1"], dict(scale=4, kernel="bicubic", steps=1)),
+    (["--kernel", "iso:0.3", "--steps", "1"], dict(kernel="iso:0.3", steps=1)),
+    (["--kernel", "iso:2.0", "--steps", "1", "--downsample", "bicubic"],
+     dict(kernel="iso:2.0", steps=1, downsample="bicubic")),
+    (["--kernel", "aniso:4,1,-0.5", "--steps", "2", "--method", "finetune"],
+     dict(kernel="aniso:4,1,-0.5", steps=2, method="finetune")),
+    (["--steps", "1"], dict(steps=1)),
+    (["-s", "4", "--kernel", "iso:2.0", "--steps", "1", "--back-projection", "1"],
+     dict(scale=4, kernel="iso:2.0", steps=1, back_projection=1)),
+    (["-s", "4", "--method", "bicubic"], dict(scale=4, method="bicubic")),
+    (["--kernel", "estimate", "--steps", "1"], dict(kernel="estimate", steps=1)),
+    (["--model", "direct-x2", "--kernel", "iso:0.3", "--steps", "1", "--downsample", "bicubic"],
+     dict(model="direct-x2", kernel="iso:0.3", steps=1, downsample="bicubic")),
+]
+
+
+@pytest.mark.filterwarnings("ignore:model '.*' was meta-trained for")
+@pytest.mark.parametrize("options,request_", CLI_API_MATRIX, ids=[" ".join(o) for o, _ in CLI_API_MATRIX])
+def test_cli_and_api_give_identical_pixels(options, request_, tmp_path, capsys, one_torch_thread):
+    from PIL import Image
+
+    from conftest import run_cli
+
+    img = np.random.default_rng(3).integers(0, 256, (24, 20, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "x.png")
+    rc, _, err = run_cli(capsys, "upscale", tmp_path / "x.png", "-o", tmp_path / "out", "--device", "cpu", *options)
+    assert rc == 0, err
+    cli = np.asarray(Image.open(tmp_path / "out/x.png"))
+    api = mzsr.upscale(img, device="cpu", **request_)
+    assert cli.shape == api.shape and np.array_equal(cli, api)
+
+
+def test_a_model_for_another_subsampling_is_said(rng):
+    img = rng.integers(0, 256, (16, 14, 3), dtype=np.uint8)
+    with pytest.warns(UserWarning, match="direct-x4' was meta-trained for direct subsampling"):
+        mzsr.upscale(img, 4, kernel="bicubic", steps=1)
+
+
+def test_the_benchmark_adapts_the_model_upscale_picks():
+    from mzsr.bench.runner import default_weights
+    from mzsr.bench.scenarios import SCENARIOS
+
+    for sid, scale in (("gd0.2", 2), ("gd2.0", 2), ("gb1.3", 2), ("gd2.0", 4)):
+        s = SCENARIOS[sid]
+        picked = mzsr.Upscaler(scale, s.kernel(), downsample=s.downsample).model_for(s.kernel()).name
+        assert default_weights(scale, s, "cpu", {}).model.name == picked
+    assert default_weights(2, SCENARIOS["gd0.2"], "cpu", {}).model.name == "direct-x2-sharp"
+
+
+def test_options_are_checked_before_any_image(tmp_path):
+    for bad in (dict(steps=-1), dict(steps=1.5), dict(tile=0), dict(tile=-5), dict(scale=1),
+                dict(back_projection=-1), dict(downsample="nearest"), dict(estimator="predictor", kernel="iso:1")):
+        with pytest.raises(ValueError):
+            mzsr.Upscaler(**bad)

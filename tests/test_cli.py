@@ -41,9 +41,13 @@ def test_upscale_folder_with_kernel_folder_and_save_kernel(images, tmp_path, tin
 
 
 def test_gt_reports_psnr(images, tmp_path, capsys):
-    rc, out, _ = run_cli(capsys, "upscale", images / "a.png", "-o", tmp_path / "o", "--method", "bicubic",
-                     "--gt", images)
-    assert rc == 1  # the GT is LR-sized here: a clear size error, counted as a failure
+    rc, out, err = run_cli(capsys, "upscale", images / "a.png", "-o", tmp_path / "o", "--method", "bicubic",
+                           "--gt", images)
+    # the GT is LR-sized here: a clear size warning; the output itself is written and counts as done
+    assert rc == 0 and "differ in size" in err and "not scored" in err and (tmp_path / "o/a.png").is_file()
+    rc, _, err = run_cli(capsys, "upscale", images / "a.png", "-o", tmp_path / "o3", "--method", "bicubic",
+                         "--gt", tmp_path / "nowhere")
+    assert rc == 2 and "--gt" in one_error_line(err) and not (tmp_path / "o3").exists()
     gt = tmp_path / "gt"
     gt.mkdir()
     Image.fromarray(np.zeros((40, 36, 3), np.uint8)).save(gt / "a.png")

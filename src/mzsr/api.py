@@ -1,22 +1,31 @@
-"""The public API: ``upscale`` (every method), ``resolve_kernel``, ``degrade_image`` and model loading. The CLI
-only wraps these."""
+"""The public API. One object, :class:`Upscaler`, makes every decision about a request: it validates the options,
+owns the device and the loaded models, picks the model that adapts to each image (by scale, subsampling and
+kernel), finds each image's kernel, and scores outputs against ground truth. ``upscale``, ``resolve_kernel``, the
+``mzsr upscale`` command and the benchmark are loops over it.
+"""
 from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import adapt as _adapt
-from .degrade import degrade, quantize
-from .estimate import estimate_kernel
+from .degrade import DOWNSAMPLING, degrade, quantize
+from .estimate import estimate_kernel, get_estimator
 from .kernels import KernelSpec, check_kernel, parse_kernel_spec
-from .models import Model, default_model, load_model, model_for_kernel
+from .metrics import modcrop, psnr_y, ssim_y
+from .models import Model, ModelError, default_model, load_model, model_for_kernel
 from .resize import imresize
 from .runtime import pick_device
 
 METHODS = ("mzsr", "finetune", "bicubic", "zssr")
+ADAPTING = ("mzsr", "finetune")
 
 
-def _split(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, bool, float]:
-    """→ (RGB float in [0, 1], alpha in [0, 1] or None, was grayscale, peak value of the dtype)."""
+def split_channels(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, bool, float]:
+    """An image as the network sees it → (RGB float64 in [0, 1], alpha in [0, 1] or None, was grayscale, the
+    dtype's peak value: 255, 65535, or 1 for floats)."""
     img = np.asarray(image)
     peak = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(img.dtype, 1.0)
     x = img.astype(np.float64) / peak
@@ -28,7 +37,8 @@ def _split(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, bool, floa
     return np.repeat(color, 3, axis=-1) if gray else color, alpha, gray, peak
 
 
-def _join(rgb: np.ndarray, alpha: np.ndarray | None, gray: bool, peak: float, dtype) -> np.ndarray:
+def join_channels(rgb: np.ndarray, alpha: np.ndarray | None, gray: bool, peak: float, dtype) -> np.ndarray:
+    """The inverse of :func:`split_channels`: back to the input's layout and dtype (rounded for integers)."""
     out = rgb.mean(axis=-1, keepdims=True) if gray else rgb
     if alpha is not None:
         out = np.concatenate([out, alpha[..., None]], axis=-1)
@@ -40,39 +50,154 @@ def _join(rgb: np.ndarray, alpha: np.ndarray | None, gray: bool, peak: float, dt
     return np.round(out * peak).astype(dtype)
 
 
-def _as_spec(kernel) -> KernelSpec:
+def as_uint8_rgb(image: np.ndarray) -> np.ndarray:
+    """Any image layout and dtype as the protocol's uint8 RGB (grayscale repeated, alpha dropped)."""
+    return np.round(split_channels(image)[0] * 255).astype(np.uint8)
+
+
+def _as_spec(kernel, convention: str = "auto") -> KernelSpec:
     if isinstance(kernel, KernelSpec):
-        spec = kernel
-    elif kernel is None or isinstance(kernel, str):
-        spec = parse_kernel_spec(kernel)
-    else:
-        spec = KernelSpec("fixed", check_kernel(kernel))
-    if spec.kind == "folder":
-        raise ValueError("upscale() takes one kernel; pick it from the folder with KernelSpec.for_image")
-    return spec
+        return kernel
+    if kernel is None or isinstance(kernel, str):
+        return parse_kernel_spec(kernel, convention=convention)
+    return KernelSpec("fixed", check_kernel(kernel))
 
 
-def _default_downsample(spec: KernelSpec, model: Model | None) -> str:
-    return model.downsample if model is not None else ("bicubic" if spec.kind == "bicubic" else "direct")
+def default_downsample(spec: KernelSpec, model: Model | None) -> str:
+    """The son's subsampling when none is asked for: the given model's, else bicubic for ``--kernel bicubic`` (the
+    plain bicubic degradation) and direct for every blur kernel (MZSR's test inputs)."""
+    if model is not None:
+        return model.downsample
+    return "bicubic" if spec.kind == "bicubic" else "direct"
 
 
-def _kernel_for(rgb: np.ndarray, spec: KernelSpec, scale: int, model: Model | None, estimator: str | None):
-    return estimate_kernel(rgb, scale, model, estimator) if spec.kind == "estimate" else spec.kernel
+def _check_count(name: str, value, least: int = 0) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f"{name} must be an integer ≥ {least}, got {value!r}")
 
 
-def resolve_kernel(image: np.ndarray, kernel=None, scale: int = 2, model: str | Model | None = None,
-                   estimator: str | None = None, downsample: str | None = None, device: str = "auto"):
-    """The kernel ``upscale`` blurs with for ``image`` (``None``: no blur, the bicubic degradation).
+@dataclass
+class Result:
+    """What :meth:`Upscaler.upscale` gives for one image."""
 
-    ``kernel`` as for ``upscale``; for ``"estimate"`` the kernel is estimated from the image by ``estimator``
-    (default ``mzsr.estimate.DEFAULT_ESTIMATOR``) with ``model`` (default: the shipped one for ``scale`` and
-    ``downsample``). Passing the result to ``upscale`` gives what ``kernel="estimate"`` gives; the CLI does so to
-    save the kernel it used.
+    image: np.ndarray  # the output, in the input's layout and dtype
+    kernel: np.ndarray | None  # the kernel it was upscaled with (None: no blur, the bicubic degradation)
+    model: str | None  # the model that adapted (None for bicubic and zssr)
+
+
+class Upscaler:
+    """Every decision of an upscaling request, made once: options are validated when it is built (before any image
+    is read), models are loaded once and cached.
+
+    ``kernel``: an array, a :class:`mzsr.kernels.KernelSpec`, or a spec string (``iso:VAR``,
+    ``aniso:L1,L2,THETA``, a kernel file, a folder of per-image kernels, ``bicubic``, ``estimate``); ``None`` is
+    ``bicubic`` (no blur, MATLAB-bicubic degradation). ``model``: a shipped name, a ``.safetensors`` path or a
+    loaded model, which then adapts to every image; by default each image gets the shipped model for the scale,
+    subsampling and its kernel (:func:`mzsr.models.model_for_kernel`). ``downsample``: the son's subsampling,
+    by default :func:`default_downsample`. See :func:`upscale` for the other options.
     """
-    spec = _as_spec(kernel)
-    if spec.kind == "estimate" and not isinstance(model, Model):
-        model = load_model(model or default_model(scale, downsample or "direct"), pick_device(device))
-    return _kernel_for(_split(image)[0], spec, scale, model, estimator)
+
+    def __init__(self, scale: int = 2, kernel=None, steps: int = 10, method: str = "mzsr",
+                 model: str | Model | None = None, downsample: str | None = None, device: str = "auto",
+                 tile: int | None = None, estimator: str | None = None, back_projection: int = 0,
+                 ensemble: bool = False, kernel_convention: str = "auto"):
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
+        _check_count("scale", scale, 2)
+        _check_count("steps", steps)
+        _check_count("back_projection", back_projection)
+        if tile is not None:
+            _check_count("tile", tile, 1)
+        for option, value in (("back_projection", back_projection), ("ensemble", ensemble)):
+            if value and method not in ADAPTING:
+                raise ValueError(f"{option} applies to mzsr and finetune, not {method}")
+        if downsample is not None and downsample not in DOWNSAMPLING:
+            raise ValueError(f"downsample must be one of {', '.join(DOWNSAMPLING)}, got {downsample!r}")
+        self.spec = _as_spec(kernel, kernel_convention)
+        if estimator is not None:
+            if self.spec.kind != "estimate":
+                raise ValueError(f"estimator {estimator!r} is only used with kernel 'estimate'")
+            get_estimator(estimator)
+        self.scale, self.steps, self.method, self.tile = int(scale), int(steps), method, tile
+        self.estimator, self.back_projection, self.ensemble = estimator, int(back_projection), bool(ensemble)
+        self.device = pick_device(device)
+        self._models: dict[str, Model] = {}
+        self.fixed = self._load(model) if model is not None else None
+        if self.fixed is not None and self.fixed.scale != self.scale:
+            raise ValueError(f"model '{self.fixed.name}' is a ×{self.fixed.scale} model, asked for ×{self.scale}")
+        self.downsample = downsample or default_downsample(self.spec, self.fixed)
+        if self.fixed is None and (method in ADAPTING or self.spec.kind == "estimate"):
+            default_model(self.scale, self.downsample)  # no shipped model for this request: fail now
+        self._warned: set[str] = set()
+
+    def _load(self, model: str | Model) -> Model:
+        if isinstance(model, Model):
+            return model
+        if model not in self._models:
+            self._models[model] = load_model(model, self.device)
+        return self._models[model]
+
+    def model_for(self, kernel: np.ndarray | None) -> Model | None:
+        """The model that adapts to an image with this kernel (``None`` for bicubic and zssr)."""
+        if self.method not in ADAPTING:
+            return None
+        if self.fixed is not None:
+            model = self.fixed
+        elif self.method == "finetune":
+            model = self._load(default_model(self.scale, self.downsample))
+        else:
+            model = self._load(model_for_kernel(self.scale, self.downsample, kernel))
+        if model.downsample != self.downsample and model.name not in self._warned:
+            self._warned.add(model.name)
+            warnings.warn(f"model '{model.name}' was meta-trained for {model.downsample} subsampling; it adapts "
+                          f"here with {self.downsample}-subsampled sons", stacklevel=2)
+        return model
+
+    def kernel_for(self, image: np.ndarray, stem: str | None = None) -> np.ndarray | None:
+        """The kernel ``image`` is upscaled with: the given one, its file in a kernel folder (matched by ``stem``),
+        or estimated from the image (with the scale's default model); ``None`` means no blur."""
+        if self.spec.kind == "estimate":
+            model = self.fixed or self._load(default_model(self.scale, self.downsample))
+            return estimate_kernel(split_channels(image)[0], self.scale, model, self.estimator)
+        if self.spec.kind == "folder" and stem is None:
+            raise ValueError("a kernel folder needs the image's file stem to pick its kernel")
+        return self.spec.for_image(stem, self.scale)
+
+    def upscale(self, image: np.ndarray, stem: str | None = None, callback=None) -> Result:
+        """Super-resolve one image (layout and dtype as :func:`upscale` takes them); ``stem`` names its kernel in a
+        kernel folder. ``callback(step, loss)`` is called after each adaptation step."""
+        kernel = self.kernel_for(image, stem)
+        rgb, alpha, gray, peak = split_channels(image)
+        model = self.model_for(kernel)
+        if self.method == "bicubic":
+            sr = imresize(rgb, self.scale)
+        elif self.method == "zssr":
+            from .zssr import zssr
+
+            sr = zssr(rgb, self.scale, kernel, self.downsample, device=self.device, callback=callback)
+        else:
+            weights = model if self.method == "mzsr" else self._base_of(model)
+            tiles = {} if self.tile is None else {"tile_train": self.tile, "tile_infer": self.tile}
+            sr = _adapt.zero_shot(weights.net, weights.params, rgb * 255.0, kernel, self.scale, self.downsample,
+                                  self.steps, model.step_lrs, self.device, callback=callback,
+                                  back_projection=self.back_projection, ensemble=self.ensemble, **tiles)
+        up_alpha = None if alpha is None else imresize(alpha, out_shape=sr.shape[:2])
+        out = join_channels(np.asarray(sr, dtype=np.float64), up_alpha, gray, peak, np.asarray(image).dtype)
+        return Result(out, kernel, None if model is None else model.name)
+
+    def _base_of(self, model: Model) -> Model:
+        if "base" not in model.card:
+            raise ModelError(f"model '{model.name}' names no pretrained 'base' in its card (needed by finetune)")
+        return self._load(model.card["base"])
+
+    def score(self, sr: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
+        """(PSNR dB, SSIM) of an output against its ground truth by the paper's protocol (spec §6): Y channel of
+        uint8 RGB, ground truth cropped to a multiple of the scale, ``scale`` pixels shaved."""
+        sr8, gt8 = as_uint8_rgb(sr), modcrop(as_uint8_rgb(gt), self.scale)
+        if sr8.shape != gt8.shape:
+            raise ValueError(f"output {sr8.shape[1]}×{sr8.shape[0]} and ground truth {gt8.shape[1]}×{gt8.shape[0]} "
+                             "differ in size")
+        return psnr_y(sr8, gt8, self.scale), ssim_y(sr8, gt8, self.scale)
 
 
 def upscale(image: np.ndarray, scale: int = 2, kernel=None, steps: int = 10, method: str = "mzsr",
@@ -83,66 +208,36 @@ def upscale(image: np.ndarray, scale: int = 2, kernel=None, steps: int = 10, met
 
     ``image``: ``(H, W)``, ``(H, W, 2|3|4)`` array, uint8, uint16, or float in [0, 1]; the result has the same
     layout and dtype (grayscale stays grayscale; alpha is upscaled bicubically and re-attached).
-    ``kernel``: an array, a spec string (``iso:VAR``, ``aniso:L1,L2,THETA``, a file, ``bicubic``, ``estimate``)
-    or ``None`` (= ``bicubic``: no blur, MATLAB-bicubic degradation). ``estimate`` finds the kernel in the image
-    with ``estimator`` (see ``resolve_kernel``) and the model. ``method``: ``mzsr`` (meta-learned weights),
-    ``finetune`` (the same steps from the bicubic-pretrained weights), ``bicubic`` or ``zssr``. ``model``: a
-    shipped name, a ``.safetensors`` path or a loaded model; by default the shipped one for the scale, subsampling
-    and kernel (:func:`mzsr.models.model_for_kernel`: ``direct-x2-sharp`` for a sharp kernel at ×2, else the default).
-    ``downsample``: the son's subsampling, ``direct`` or ``bicubic``; by default the model's.
+    ``kernel``, ``model``, ``downsample``: as for :class:`Upscaler`; ``estimate`` finds the kernel in the image
+    with ``estimator`` (default ``mzsr.estimate.DEFAULT_ESTIMATOR``). ``method``: ``mzsr`` (meta-learned
+    weights), ``finetune`` (the same steps from the bicubic-pretrained weights), ``bicubic`` or ``zssr``.
     ``callback(step, loss)`` is called after each adaptation step. ``back_projection`` > 0 (``mzsr`` and
     ``finetune``) ends with that many back-projection iterations, which pull the output towards reproducing the
     input under the kernel (not in the paper's MZSR; ZSSR always ends so). ``ensemble`` (``mzsr`` and
     ``finetune``) takes the median over the rotations/flips of the input that leave the kernel unchanged (all 8
     for an isotropic kernel, as ZSSR does; 2 for an anisotropic one): up to 8× the inference time.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
-    if steps < 0 or back_projection < 0:
-        raise ValueError(f"steps and back_projection must be ≥ 0, got {steps} and {back_projection}")
-    for option, value in (("back_projection", back_projection), ("ensemble", ensemble)):
-        if value and method not in ("mzsr", "finetune"):
-            raise ValueError(f"{option} applies to mzsr and finetune, not {method}")
-    rgb, alpha, gray, peak = _split(image)
-    dtype = np.asarray(image).dtype
-    dev = pick_device(device)
-    spec = _as_spec(kernel)
-    if isinstance(model, str):
-        model = load_model(model, dev)
-    if downsample is None:
-        downsample = _default_downsample(spec, model)
-    auto = model is None
-    if auto and spec.kind == "estimate":  # the estimate needs a model before the kernel can choose one
-        model = load_model(default_model(scale, downsample), dev)
-    k = _kernel_for(rgb, spec, scale, model, estimator)
-    if auto and method in ("mzsr", "finetune"):
-        name = model_for_kernel(scale, downsample, k) if method == "mzsr" else default_model(scale, downsample)
-        if model is None or model.name != name:
-            model = load_model(name, dev)
-    if method == "bicubic":
-        sr = imresize(rgb, scale)
-    elif method == "zssr":
-        from .zssr import zssr
+    if isinstance(kernel, KernelSpec) and kernel.kind == "folder":
+        raise ValueError("upscale() takes one kernel; use Upscaler(...).upscale(image, stem) for a kernel folder")
+    up = Upscaler(scale, kernel, steps, method, model, downsample, device, tile, estimator, back_projection, ensemble)
+    return up.upscale(image, callback=callback).image
 
-        sr = zssr(rgb, scale, k, downsample, device=dev, callback=callback)
-    else:
-        if model.scale != scale:
-            raise ValueError(f"model '{model.name}' is a ×{model.scale} model, asked for ×{scale}")
-        weights = model if method == "mzsr" else load_model(model.card["base"], dev)
-        tiles = {} if tile is None else {"tile_train": tile, "tile_infer": tile}
-        sr = _adapt.zero_shot(weights.net, weights.params, rgb * 255.0, k, scale, downsample, steps,
-                              model.step_lrs, dev, callback=callback, back_projection=back_projection,
-                              ensemble=ensemble, **tiles)
-    up_alpha = None if alpha is None else imresize(alpha, out_shape=sr.shape[:2])
-    return _join(np.asarray(sr, dtype=np.float64), up_alpha, gray, peak, dtype)
+
+def resolve_kernel(image: np.ndarray, kernel=None, scale: int = 2, model: str | Model | None = None,
+                   estimator: str | None = None, downsample: str | None = None, device: str = "auto"):
+    """The kernel ``upscale`` blurs with for ``image`` (``None``: no blur, the bicubic degradation); for
+    ``"estimate"``, estimated from the image. Passing the result to ``upscale`` gives what ``kernel="estimate"``
+    gives."""
+    return Upscaler(scale, kernel, model=model, downsample=downsample, device=device,
+                    estimator=estimator).kernel_for(image)
 
 
 def degrade_image(image: np.ndarray, kernel=None, scale: int = 2, downsample: str | None = None,
                   noise: float = 0.0, seed: int | None = None) -> np.ndarray:
     """LR = (HR ⊛ k)↓s + n for a uint8 image, rounded to uint8 (bit-exact with MZSR's test inputs)."""
     spec = _as_spec(kernel)
-    if spec.kind == "estimate":
-        raise ValueError("degrading needs a given kernel ('estimate' is for upscaling)")
-    k, downsample = spec.kernel, downsample or _default_downsample(spec, None)
+    if spec.kind in ("estimate", "folder"):
+        raise ValueError(f"degrading needs one given kernel, not {'estimate' if spec.kind == 'estimate' else 'a folder'}")
+    k, downsample = spec.kernel, downsample or default_downsample(spec, None)
     img = np.asarray(image)
     return quantize(degrade(img.astype(np.float64), k, scale, downsample, noise, np.random.default_rng(seed)))

@@ -15,15 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .api import METHODS, _split
+from .api import METHODS
 from .config import add_config_args, build_config
 from .degrade import DOWNSAMPLING
-from .estimate import DEFAULT_ESTIMATOR, ESTIMATORS, get_estimator
+from .estimate import DEFAULT_ESTIMATOR, ESTIMATORS
 from .io import ImageError, discover_inputs, read_image, write_image
-from .kernels import CONVENTIONS, KernelError, parse_kernel_spec
-from .models import (NARROW_KERNEL_VAR, ModelError, available, default_model, load_model, model_for_kernel,
-                     read_card)
-from .runtime import pick_device
+from .kernels import CONVENTIONS, KernelError
+from .models import NARROW_KERNEL_VAR, ModelError, available, load_model, read_card
 
 
 class CliError(Exception):
@@ -199,66 +197,39 @@ def _save_kernel(out: Path, kernel: np.ndarray, scale: int) -> None:
 def cmd_upscale(args) -> int:
     from tqdm import tqdm
 
-    from .api import resolve_kernel, upscale
-    from .metrics import modcrop, psnr_y, ssim_y
+    from .api import Upscaler
 
-    if args.back_projection < 0 or (args.back_projection and args.method not in ("mzsr", "finetune")):
-        raise CliError(f"--back-projection needs N ≥ 0 and --method mzsr or finetune, got {args.back_projection} "
-                       f"with {args.method}")
-    if args.self_ensemble and args.method not in ("mzsr", "finetune"):
-        raise CliError(f"--self-ensemble needs --method mzsr or finetune, got {args.method}")
-    spec = parse_kernel_spec(args.kernel, convention=args.kernel_convention)
-    downsample = args.downsample or ("bicubic" if spec.kind == "bicubic" else "direct")
-    if args.estimator is not None:
-        if spec.kind != "estimate":
-            raise CliError(f"--estimator {args.estimator}: only used with --kernel estimate")
-        get_estimator(args.estimator)  # an unknown name fails before any work
+    up = Upscaler(args.scale, args.kernel, args.steps, args.method, args.model, args.downsample, args.device,
+                  args.tile, args.estimator, args.back_projection, args.self_ensemble, args.kernel_convention)
+    if args.gt is not None and not args.gt.is_dir():
+        raise CliError(f"--gt {args.gt}: no such folder")
     pairs = _plan_outputs(args)
-    if args.steps < 0:
-        raise CliError(f"--steps must be ≥ 0, got {args.steps}")
-    model, loaded, used = None, {}, collections.Counter()
-    if args.method in ("mzsr", "finetune") or spec.kind == "estimate":
-        model = load_model(args.model or default_model(args.scale, downsample), pick_device(args.device))
-        loaded[model.name] = model
-    failures, scores, t0 = 0, [], time.time()
+    failures, scores, used, t0 = 0, [], collections.Counter(), time.time()
     bar = tqdm(pairs, desc="upscale", unit="img", disable=None)
     for src, out in bar:
         try:
-            img = read_image(src)
-            kernel = resolve_kernel(img, spec if spec.kind == "estimate" else spec.for_image(src.stem, args.scale),
-                                    args.scale, model, args.estimator)
-            adapted = model
-            if args.method == "mzsr" and not args.model:
-                name = model_for_kernel(args.scale, downsample, kernel)  # the estimate, if any, used the default
-                if name not in loaded:
-                    loaded[name] = load_model(name, pick_device(args.device))
-                adapted = loaded[name]
             steps_bar = lambda i, loss: bar.set_postfix(image=src.name, step=i + 1, loss=f"{loss:.4f}")  # noqa: E731
-            sr = upscale(img, args.scale, kernel if kernel is not None else "bicubic", args.steps, args.method,
-                         adapted, downsample, args.device, args.tile, steps_bar,
-                         back_projection=args.back_projection, ensemble=args.self_ensemble)
-            write_image(out, sr)
-            if args.method == "mzsr":
-                used[adapted.name] += 1
-            if args.save_kernel and kernel is not None:
-                _save_kernel(out, kernel, args.scale)
-            if args.gt:
-                gt, _, _, _ = _split(read_image(_find_gt(args.gt, src.stem)))
-                gt8 = modcrop(np.round(gt * 255).astype(np.uint8), args.scale)
-                sr8, _, _, _ = _split(sr)
-                sr8 = np.round(sr8 * 255).astype(np.uint8)
-                if sr8.shape != gt8.shape:
-                    raise CliError(f"{src}: output {sr8.shape[:2]} and ground truth {gt8.shape[:2]} differ in size")
-                scores.append((psnr_y(sr8, gt8, args.scale), ssim_y(sr8, gt8, args.scale)))
-                bar.write(f"{src.name}: {scores[-1][0]:.2f} dB / {scores[-1][1]:.4f}")
+            result = up.upscale(read_image(src), src.stem, steps_bar)
+            write_image(out, result.image)
+            used[result.model] += result.model is not None
+            if args.save_kernel and result.kernel is not None:
+                _save_kernel(out, result.kernel, args.scale)
         except EXPECTED as e:
             failures += 1
-            bar.write(f"mzsr: error: {e}", file=sys.stderr)
+            bar.write(f"mzsr: error: {_named(e, src)}", file=sys.stderr)
+            continue
+        if args.gt:
+            try:
+                scores.append(up.score(result.image, read_image(_find_gt(args.gt, src.stem))))
+                bar.write(f"{src.name}: {scores[-1][0]:.2f} dB / {scores[-1][1]:.4f}")
+            except EXPECTED as e:  # the output is written and good: only its score is missing
+                bar.write(f"mzsr: warning: {_named(e, src)}: not scored", file=sys.stderr)
     bar.close()
     done = len(pairs) - failures
     how = args.method if args.method == "bicubic" else f"{args.method}, {args.steps} steps"
-    if used:
-        how += ", model " + ", ".join(f"{name} ×{n}" if len(used) > 1 else name for name, n in sorted(used.items()))
+    models = +used
+    if models:
+        how += ", model " + ", ".join(f"{n} ×{c}" if len(models) > 1 else n for n, c in sorted(models.items()))
     summary = f"{done}/{len(pairs)} images upscaled ×{args.scale} ({how}) into {args.out} in {time.time() - t0:.1f} s"
     if scores:
         summary += f"; mean PSNR {np.mean([s[0] for s in scores]):.4f} dB, SSIM {np.mean([s[1] for s in scores]):.4f}"
@@ -266,13 +237,19 @@ def cmd_upscale(args) -> int:
     return 1 if failures else 0
 
 
-def cmd_degrade(args) -> int:
-    from .api import degrade_image
+def _named(error: Exception, src: Path) -> str:
+    """An error's message, led by the file it happened on unless it names it already."""
+    text = str(error)
+    return text if str(src) in text or src.name in text else f"{src}: {text}"
 
-    spec = parse_kernel_spec(args.kernel, convention=args.kernel_convention)
+
+def cmd_degrade(args) -> int:
+    from .api import _as_spec, default_downsample, degrade_image
+
+    spec = _as_spec(args.kernel, args.kernel_convention)
     if spec.kind == "estimate":
         raise CliError("--kernel estimate: degrading needs a given kernel")
-    downsample = args.downsample or ("bicubic" if spec.kind == "bicubic" else "direct")
+    downsample = args.downsample or default_downsample(spec, None)
     failures = 0
     for i, (src, out) in enumerate(_plan_outputs(args)):
         try:
@@ -283,7 +260,7 @@ def cmd_degrade(args) -> int:
             write_image(out, degrade_image(img, kernel, args.scale, downsample, args.noise, args.seed + i))
         except EXPECTED as e:
             failures += 1
-            print(f"mzsr: error: {e}", file=sys.stderr)
+            print(f"mzsr: error: {_named(e, src)}", file=sys.stderr)
     return 1 if failures else 0
 
 

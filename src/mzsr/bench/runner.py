@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from ..io import ImageError, atomic_write, hr_files, write_image
 from ..metrics import psnr_y, ssim_y
-from ..models import Model, ModelError, default_model, load_model
+from ..api import Upscaler
+from ..models import Model, ModelError, load_model
 from ..runtime import device_label, pick_device
 from ..zssr import REVISION as ZSSR_REVISION
 from .curve import psnr_vs_steps
@@ -78,17 +79,16 @@ def with_base(model: Model, device) -> Weights:
 
 
 def default_weights(scale: int, scenario: Scenario, device, loaded: dict) -> Weights:
-    """The shipped model for the scale and the scenario's subsampling, memoised by name in ``loaded``."""
+    """The model ``mzsr upscale`` would adapt for the scenario's kernel and subsampling (with its base),
+    memoised by name in ``loaded``."""
     try:
-        name = default_model(scale, scenario.downsample)
+        up = Upscaler(scale, scenario.kernel(), downsample=scenario.downsample, device=device)
+        model = up.model_for(scenario.kernel())
     except ModelError as e:
         return Weights(skip=str(e))
-    if name not in loaded:
-        try:
-            loaded[name] = with_base(load_model(name, device), device)
-        except ModelError as e:
-            loaded[name] = Weights(skip=str(e))
-    return loaded[name]
+    if model.name not in loaded:
+        loaded[model.name] = with_base(model, device)
+    return loaded[model.name]
 
 
 @dataclass(frozen=True)
