@@ -1,5 +1,3 @@
-import warnings
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -29,13 +27,6 @@ def load_rgb(path) -> np.ndarray:
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
-
-
-@pytest.fixture(autouse=True)
-def _fail_on_unexpected_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")
-        yield
 
 
 @pytest.fixture

@@ -6,12 +6,14 @@ from conftest import load_rgb
 from mzsr.kernels import gaussian_kernel
 from mzsr.metrics import psnr_rgb, psnr_y
 from mzsr.models import ModelError
+from mzsr.resize import imresize
 
 
 def test_bicubic_method_equals_imresize(rng):
     img = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
     out = mzsr.upscale(img, 2, method="bicubic")
     assert out.shape == (24, 20, 3) and out.dtype == np.uint8
+    assert np.array_equal(out, np.round(np.clip(imresize(img / 255.0, 2), 0, 1) * 255).astype(np.uint8))
 
 
 def test_layouts_and_dtypes_are_kept(tiny_model, rng):

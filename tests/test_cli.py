@@ -83,6 +83,7 @@ def test_bad_kernel_files(images, tmp_path, capsys, kernel, problem):
     assert rc == 2 and problem in one_error_line(err) and "k.mat" in err
 
 
+@pytest.mark.filterwarnings("always::UserWarning")
 def test_unnormalised_kernel_warns_in_one_line(images, tmp_path, tiny_model, capsys):
     savemat(tmp_path / "k.mat", {"kernel": np.ones((3, 3))})
     rc, _, err = run_cli(capsys, "upscale", images / "a.png", "-o", tmp_path / "out", "--kernel", tmp_path / "k.mat",

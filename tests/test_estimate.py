@@ -186,7 +186,7 @@ def test_cli_saves_the_estimated_kernel(image_file, tmp_path, tiny_model, capsys
 
 @pytest.mark.parametrize("argv,problem", [
     (("--kernel", "estimate", "--estimator", "magic"), "unknown estimator 'magic'"),
-    (("--kernel", "iso:1", "--estimator", "mzsr_search"), "only used with --kernel estimate"),
+    (("--kernel", "iso:1", "--estimator", "mzsr_search"), "only used with kernel 'estimate'"),
 ])
 def test_cli_estimator_errors_are_one_line(image_file, tmp_path, tiny_model, capsys, argv, problem):
     rc, _, err = run_cli(capsys, "upscale", image_file, "-o", tmp_path / "out", "--model", tiny_model, *argv)
