@@ -61,10 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--steps", type=int, default=10, help="adaptation steps (default 10; 0 = plain inference)")
     up.add_argument("--back-projection", type=int, default=0, metavar="N",
                     help="end with N back-projection iterations, which make the output reproduce the input under "
-                         "the kernel (default 0 = the paper's MZSR; 2 gained 0.3–0.8 dB on Set5 g^d_2.0)")
+                         "the kernel (default 0: the paper's MZSR; results in docs/models.md)")
     up.add_argument("--self-ensemble", action="store_true",
                     help="median over the rotations/flips of the input that leave the kernel unchanged, as ZSSR "
-                         "does (up to 8× the inference time; +0.34 dB for MZSR(10) on Set5 g^d_2.0)")
+                         "does (up to 8× the inference time; results in docs/models.md)")
     up.add_argument("--method", choices=METHODS, default="mzsr", help="default mzsr")
     up.add_argument("--model", metavar="NAME|PATH", help="shipped model name or .safetensors path "
                     "(default follows -s, --downsample and each image's kernel: the narrow-kernel model at ×2 for "

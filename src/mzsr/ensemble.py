@@ -3,13 +3,12 @@
 Direct subsampling keeps the top-left sample of each s×s block, so it is not symmetric under flips: the LR of a
 flipped HR image is the flipped LR sampled at the *bottom-right* of each block. A net adapted to (or trained on)
 top-left sampling therefore returns, in a frame whose axis runs backwards, an image displaced by s − 1 HR pixels
-along that axis. Averaging such outputs unaligned blurs the result: on Set5 g^d_2.0 MZSR(10) it cost 4.5 dB
-(35.08 → 30.53); shifted back, the ensemble gains +0.34 dB (35.42). Bicubic downsampling is centred and needs no
-shift.
+along that axis. Averaging such outputs unaligned blurs the result by several dB; shifted back, the ensemble
+gains (docs/models.md). Bicubic downsampling is centred and needs no shift.
 
 A rotated or mirrored image is also blurred by the rotated or mirrored kernel, which a net adapted to the
-image's own kernel does not undo: on Set5 g^d_ani (an anisotropic kernel) the 8-way ensemble cost MZSR(10)
-0.23 dB. :func:`kernel_symmetries` keeps the frames that leave the kernel unchanged (all 8 for an isotropic
+image's own kernel does not undo: with an anisotropic kernel the 8-way ensemble loses to the single pass.
+:func:`kernel_symmetries` keeps the frames that leave the kernel unchanged (all 8 for an isotropic
 kernel, 2 for a generic Gaussian, whose kernel is symmetric about its centre).
 """
 from __future__ import annotations

@@ -15,8 +15,8 @@ from . import kernelgan, mzsr_search, predictor
 
 def auto(lr_rgb01: np.ndarray, scale: int, model: Model, **options) -> np.ndarray:
     """``predictor`` where one is shipped for the model's scale and subsampling (×2 direct), else
-    ``mzsr_search``: on Set14 with DIV2KRK kernels (MZSR(10)) the predictor came 0.14 dB under the true kernel's
-    result in ~1 s per image, the search 0.58 dB under it in ~10 s (docs/results/kernel-estimation-x2.md)."""
+    ``mzsr_search``: the predictor comes closer to the true kernel's result in a tenth of the time
+    (docs/results/kernel-estimation-x2.md)."""
     shipped = predictor.weights_path(scale, model.downsample).is_file()
     return (predictor.estimate if shipped else mzsr_search.estimate)(lr_rgb01, scale, model, **options)
 
