@@ -15,9 +15,7 @@ from pathlib import Path
 import numpy as np
 import scipy.ndimage
 
-
-class KernelError(ValueError):
-    """A kernel that cannot be used; the message names its source and the problem."""
+from .errors import KernelError
 
 
 def gaussian_kernel(lambda1: float, lambda2: float | None = None, theta: float = 0.0, size: int = 21) -> np.ndarray:
