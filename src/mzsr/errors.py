@@ -25,3 +25,9 @@ class InputError(MzsrError):
 
 class OptionError(MzsrError):
     """An option value out of its range or of the wrong type; the message names the option."""
+
+
+def describe(e: BaseException) -> str:
+    """A foreign exception in one line for our messages: its type and the first line of its text."""
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__

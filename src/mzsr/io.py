@@ -15,7 +15,7 @@ import png
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import validate
-from .errors import ImageError, MzsrError
+from .errors import ImageError, MzsrError, describe
 
 
 class Terminated(KeyboardInterrupt):
@@ -144,12 +144,7 @@ def _opened(path: Path):
     except MemoryError:
         raise ImageError(f"{path}: not enough memory to decode the image") from None
     except Exception as e:  # noqa: BLE001 - a damaged file makes Pillow's decoders raise about anything
-        raise ImageError(f"{path}: cannot decode image ({_first_line(e)})") from None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+        raise ImageError(f"{path}: cannot decode image ({describe(e)})") from None
 
 
 def _orientation(im) -> int:

@@ -8,7 +8,7 @@ import numbers
 
 import numpy as np
 
-from .errors import InputError, OptionError
+from .errors import InputError, OptionError, describe
 from .net import RECEPTIVE_RADIUS
 
 SCALES = (2, 3, 4)  # the shipped models cover ×2 and ×4; ×3 works with bicubic, zssr and user-trained models
@@ -124,14 +124,14 @@ def image(img, option: str = "image", max_pixels: int | None = None) -> np.ndarr
     try:
         arr = np.asarray(img)
     except (ValueError, TypeError) as e:
-        raise InputError(f"{option}: not an array ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise InputError(f"{option}: not an array ({describe(e)})") from None
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in CHANNELS):
         raise InputError(f"{option} must have shape (H, W) or (H, W, C) with C in 1..4, got {arr.shape}")
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise InputError(f"{option} is empty (shape {arr.shape})")
     pixels = arr.shape[0] * arr.shape[1]
     if max_pixels is not None and pixels > max_pixels:
-        raise InputError(f"{option} has {pixels} pixels ({arr.shape[1]}×{arr.shape[0]}), over the limit of {max_pixels}")
+        raise InputError(f"{option} is {arr.shape[1]}×{arr.shape[0]} px, over the limit of {max_pixels:,} pixels")
     if arr.dtype in (np.uint8, np.uint16):
         return arr
     if arr.dtype.kind == "f":
