@@ -23,13 +23,26 @@ def _check_downsample(downsample: str) -> None:
         raise ValueError(f"downsample must be one of {DOWNSAMPLING}, got {downsample!r}")
 
 
+def _correlate(channel: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    # The symmetric padding is done here, not by scipy's mode="reflect": scipy 1.17 reads out of bounds when an
+    # axis is shorter than about half the kernel (a 2-px axis, 17 taps). np.pad repeats the reflection as often
+    # as needed; the correlation of the padded image then never reaches a border, and its valid part is
+    # bit-identical to scipy's own reflect mode where that works. Centre: index size // 2 per axis, as scipy's.
+    before = np.array(kernel.shape) // 2
+    after = np.array(kernel.shape) - 1 - before
+    padded = np.pad(channel, list(zip(before, after)), mode="symmetric")
+    out = scipy.ndimage.correlate(padded, kernel, mode="constant")
+    return out[before[0]: before[0] + channel.shape[0], before[1]: before[1] + channel.shape[1]]
+
+
 def blur(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Correlate each channel of an ``(H, W[, C])`` image with ``kernel``; float64, symmetric borders."""
+    """Correlate each channel of an ``(H, W[, C])`` image with a 2-D ``kernel``; float64, symmetric borders
+    (``dcba|abcd``, repeated for axes shorter than the kernel)."""
     img = np.asarray(img, dtype=np.float64)
+    kernel = np.asarray(kernel, dtype=np.float64)
     if img.ndim == 2:
-        return scipy.ndimage.correlate(img, kernel, mode="reflect")
-    return np.stack([scipy.ndimage.correlate(img[..., c], kernel, mode="reflect")
-                     for c in range(img.shape[-1])], axis=-1)
+        return _correlate(img, kernel)
+    return np.stack([_correlate(img[..., c], kernel) for c in range(img.shape[-1])], axis=-1)
 
 
 def subsample(img, scale: int, downsample: str = "direct"):

@@ -15,18 +15,37 @@ from pathlib import Path
 import numpy as np
 import scipy.ndimage
 
+from .errors import KernelError, describe
 
-class KernelError(ValueError):
-    """A kernel that cannot be used; the message names its source and the problem."""
+
+# The largest kernel side taken: 101 px holds a Gaussian of σ = 12.5 px (variance 156 px²) to ±4σ, far beyond the
+# blurs of ×4 SR (variances up to 10), while keeping a per-pixel correlation cheap.
+MAX_KERNEL_SIZE = 101
+# Below this variance (px²) a Gaussian is a delta to within e⁻⁵⁰ at the next pixel: asking for one is a mistake,
+# and near 0 the covariance matrix cannot be inverted.
+MIN_VARIANCE = 0.01
+MAX_VARIANCE = ((MAX_KERNEL_SIZE // 2) / 4) ** 2  # ±4σ within MAX_KERNEL_SIZE
+
+
+def gaussian_size(lambda1: float, lambda2: float | None = None, size: int = 21) -> int:
+    """The odd kernel side that holds a Gaussian of these variances to ±4σ, at least ``size``."""
+    sigma = math.sqrt(max(lambda1, lambda1 if lambda2 is None else lambda2))
+    return max(size, 2 * math.ceil(4 * sigma) + 1)
 
 
 def gaussian_kernel(lambda1: float, lambda2: float | None = None, theta: float = 0.0, size: int = 21) -> np.ndarray:
-    """Normalised Gaussian kernel ``(size, size)`` float64; ``lambda2`` defaults to ``lambda1`` (isotropic)."""
-    if size < 1 or size % 2 == 0:
-        raise KernelError(f"kernel size must be odd and positive, got {size}")
+    """Normalised Gaussian kernel ``(size, size)`` float64; ``lambda2`` defaults to ``lambda1`` (isotropic).
+
+    Variances must lie in [MIN_VARIANCE, MAX_VARIANCE] px², ``theta`` be finite and ``size`` odd, 1..MAX_KERNEL_SIZE.
+    """
+    if not 1 <= size <= MAX_KERNEL_SIZE or size % 2 == 0:
+        raise KernelError(f"kernel size must be odd, 1..{MAX_KERNEL_SIZE}, got {size}")
     lambda2 = lambda1 if lambda2 is None else lambda2
-    if lambda1 <= 0 or lambda2 <= 0:
-        raise KernelError(f"kernel variances must be positive, got {lambda1}, {lambda2}")
+    for value in (lambda1, lambda2):
+        if not MIN_VARIANCE <= value <= MAX_VARIANCE:  # NaN fails too
+            raise KernelError(f"kernel variances must be in [{MIN_VARIANCE:g}, {MAX_VARIANCE:g}] px², got {value:g}")
+    if not math.isfinite(theta):
+        raise KernelError(f"kernel angle must be finite, got {theta:g}")
     c, s = math.cos(theta), math.sin(theta)
     rot = np.array([[c, -s], [s, c]])
     sigma = rot @ np.diag([lambda1, lambda2]) @ rot.T
@@ -74,11 +93,32 @@ def random_kernel(rng: np.random.Generator, scale: float, size: int = 15, min_va
 NEGATIVE_TOLERANCE = 0.02
 
 
+def _odd_square(k: np.ndarray) -> np.ndarray:
+    """``k`` zero-padded to an odd square with the same centre (index size // 2 per axis, scipy's convention: an
+    even side pads at its end), so that every blur (NumPy's takes any shape, torch's odd squares) agrees."""
+    centre = np.array(k.shape) // 2
+    half = int(centre.max())
+    before = half - centre
+    after = 2 * half + 1 - np.array(k.shape) - before
+    if not before.any() and not after.any():
+        return k
+    return np.pad(k, [(int(before[0]), int(after[0])), (int(before[1]), int(after[1]))])
+
+
 def check_kernel(k, source: str = "kernel") -> np.ndarray:
-    """Validate a kernel; returns it as float64 summing to 1 (with a warning if it had to be normalised)."""
-    k = np.asarray(k, dtype=np.float64)
-    if k.ndim != 2 or k.size == 0:
-        raise KernelError(f"{source}: kernel must be a non-empty 2-D array, got shape {k.shape}")
+    """Validate a kernel: the one check every blur kernel passes, for degrading and upscaling alike.
+
+    Returns it as float64, an odd square (others are zero-padded, keeping the centre: exact), summing to 1
+    (normalised with a warning if it did not). Refused (:class:`KernelError` naming ``source``): not a 2-D real
+    array, a side over MAX_KERNEL_SIZE, NaN or infinite values, negative values beyond a small tolerance, a sum of 0.
+    """
+    raw = np.asarray(k)
+    if raw.dtype.kind not in "biuf":
+        raise KernelError(f"{source}: kernel must be a real-valued array, got dtype {raw.dtype}")
+    if raw.ndim != 2 or raw.size == 0:
+        raise KernelError(f"{source}: kernel must be a non-empty 2-D array, got shape {raw.shape}")
+    _check_size(raw.shape, source)
+    k = raw.astype(np.float64)
     if not np.all(np.isfinite(k)):
         raise KernelError(f"{source}: kernel contains NaN or infinite values")
     if np.any(k < 0):
@@ -87,12 +127,15 @@ def check_kernel(k, source: str = "kernel") -> np.ndarray:
         warnings.warn(f"{source}: kernel has small negative values (min {k.min():.3g}), set to 0", stacklevel=2)
         k = np.clip(k, 0, None)
     total = k.sum()
+    if not np.isfinite(total):  # values near the float maximum overflow their sum: scale them down first
+        k = k / k.max()
+        total = k.sum()
     if total <= 0:
         raise KernelError(f"{source}: kernel sums to 0")
     if abs(total - 1) > 1e-6:
         warnings.warn(f"{source}: kernel sums to {total:.6g}, normalised to 1", stacklevel=2)
         k = k / total
-    return k
+    return _odd_square(k)
 
 
 CONVENTIONS = ("auto", "mzsr", "kernelgan")
@@ -139,17 +182,27 @@ def _read_kernel(path: Path) -> tuple[np.ndarray, str]:
                 raise KernelError(f"{path}: no 'kernel' or 'Kernel' variable in the .mat file")
             return data[key], "kernelgan" if key == "Kernel" else "mzsr"
         if suffix == ".npy":
-            return np.load(path, allow_pickle=False), "mzsr"
+            k = np.load(path, mmap_mode="r", allow_pickle=False)  # mapped: the shape is checked before reading
+            _check_size(k.shape, path)
+            return np.array(k), "mzsr"
         if suffix in (".png", ".bmp", ".tif", ".tiff"):
             from PIL import Image
 
             with Image.open(path) as im:
+                _check_size(im.size[::-1], path)  # from the header, before decoding
                 return np.asarray(im.convert("F"), dtype=np.float64), "mzsr"
         raise KernelError(f"{path}: unknown kernel format (use .mat, .npy or .png)")
     except KernelError:
         raise
+    except FileNotFoundError:
+        raise KernelError(f"{path}: no such file") from None
     except Exception as e:  # noqa: BLE001 - any reader failure becomes one clear line
-        raise KernelError(f"{path}: cannot read kernel ({e.__class__.__name__}: {e})") from None
+        raise KernelError(f"{path}: cannot read kernel ({describe(e)})") from None
+
+
+def _check_size(shape, source) -> None:
+    if len(shape) == 2 and max(shape) > MAX_KERNEL_SIZE:
+        raise KernelError(f"{source}: kernel is {shape[0]}×{shape[1]}, over the {MAX_KERNEL_SIZE}-px limit")
 
 
 def _check_convention(convention: str) -> None:
@@ -194,28 +247,53 @@ class KernelSpec:
                           f"{stem}_kernel_x{scale}.mat, {stem}.npy, {stem}.png)")
 
 
-def parse_kernel_spec(spec: str | None, size: int = 21, convention: str = "auto") -> KernelSpec:
+def _gaussian_from_spec(spec: str, size: int, option: str) -> np.ndarray:
+    kind, _, args = spec.partition(":")
+    form = "iso:VAR" if kind == "iso" else "aniso:L1,L2,THETA"
+    try:
+        values = [float(v) for v in args.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != (1 if kind == "iso" else 3):
+        raise KernelError(f"{option} {_shown(spec)}: expected {form} with numbers")
+    l1, l2, theta = (values[0], values[0], 0.0) if kind == "iso" else values
+    if not (MIN_VARIANCE <= l1 <= MAX_VARIANCE and MIN_VARIANCE <= l2 <= MAX_VARIANCE and math.isfinite(theta)):
+        raise KernelError(f"{option} {_shown(spec)}: variances must be in [{MIN_VARIANCE:g}, {MAX_VARIANCE:g}] px² "
+                          f"(a {MAX_KERNEL_SIZE}-px kernel holds ±4σ of {MAX_VARIANCE:g}) and the angle finite")
+    return gaussian_kernel(l1, l2, theta, gaussian_size(l1, l2, size))
+
+
+def _shown(spec: str) -> str:
+    """The spec as typed, or quoted where it holds line breaks or other unprintable characters."""
+    return spec if spec.isprintable() else repr(spec)
+
+
+def parse_kernel_spec(spec: str | None, size: int = 21, convention: str = "auto",
+                      option: str = "--kernel") -> KernelSpec:
     """``bicubic`` | ``estimate`` | ``iso:VAR`` | ``aniso:L1,L2,THETA`` | a kernel file | a folder of kernels.
 
-    ``convention`` applies to kernel files (see :func:`load_kernel`); generated kernels are MZSR's.
+    Generated kernels are ``size`` px a side, more when needed to hold the Gaussian to ±4σ (:func:`gaussian_size`),
+    and in MZSR's convention; ``convention`` applies to kernel files (see :func:`load_kernel`). Errors are
+    :class:`KernelError` naming ``option`` and the spec.
     """
     _check_convention(convention)
     if spec is None or spec == "bicubic":
         return KernelSpec("bicubic")
+    if not isinstance(spec, str):
+        raise KernelError(f"{option} must be a string (iso:VAR, aniso:L1,L2,THETA, a file, a folder, bicubic or "
+                          f"estimate), got {type(spec).__name__}")
     if spec == "estimate":
         return KernelSpec("estimate")
-    try:
-        if spec.startswith("iso:"):
-            return KernelSpec("fixed", gaussian_kernel(float(spec[4:]), size=size))
-        if spec.startswith("aniso:"):
-            l1, l2, theta = (float(v) for v in spec[6:].split(","))
-            return KernelSpec("fixed", gaussian_kernel(l1, l2, theta, size=size))
-    except ValueError as e:
-        raise KernelError(f"--kernel {spec}: {e}") from None
+    if spec.startswith(("iso:", "aniso:")):
+        return KernelSpec("fixed", _gaussian_from_spec(spec, size, option))
     path = Path(spec)
-    if path.is_dir():
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except (OSError, ValueError):  # a name too long, a null byte …: no such file
+        is_dir = is_file = False
+    if is_dir:
         return KernelSpec("folder", folder=path, convention=convention)
-    if path.is_file():
+    if is_file:
         return KernelSpec("fixed", load_kernel(path, convention))
-    raise KernelError(f"--kernel {spec}: not a file, a folder, 'bicubic', 'estimate', 'iso:VAR' or "
+    raise KernelError(f"{option} {_shown(spec)}: not a file, a folder, 'bicubic', 'estimate', 'iso:VAR' or "
                       "'aniso:L1,L2,THETA'")

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from .errors import ModelError
 from .io import atomic_write
 from .kernels import kernel_variances
 from .net import SRNet
@@ -20,10 +21,6 @@ DEFAULT_MODELS = {("direct", 2): "direct-x2", ("bicubic", 2): "bicubic-x2", ("di
 # direct-x2-sharp beat direct-x2's at 0.7 and below and lost at 1 and above (docs/training.md §10-11).
 NARROW_MODELS = {("direct", 2): "direct-x2-sharp"}
 NARROW_KERNEL_VAR = 0.8
-
-
-class ModelError(ValueError):
-    """An unknown model name or an unreadable weights file; the message says which."""
 
 
 @dataclass
