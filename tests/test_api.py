@@ -43,7 +43,7 @@ def test_methods_differ_and_steps_change_the_result(tiny_model, rng):
 
 def test_errors(tiny_model, rng):
     img = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)
-    with pytest.raises(ValueError, match="unknown method"):
+    with pytest.raises(ValueError, match="method must be one of"):
         mzsr.upscale(img, method="magic")
     with pytest.raises(ModelError, match="unknown model"):
         mzsr.upscale(img, model="no-such-model")

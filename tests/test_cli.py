@@ -178,3 +178,94 @@ def test_each_image_gets_the_model_for_its_kernel(images, tmp_path, capsys):
     rc, out, err = run_cli(capsys, "upscale", images, "-o", tmp_path / "out2", "--kernel", kdir, "--steps", "1",
                            "--model", "direct-x2")
     assert rc == 0 and "model direct-x2" in out and "sharp" not in out, err
+
+
+def _png_header_only(path, width, height):
+    """A PNG whose header claims ``width``×``height`` px with almost no data: a decompression bomb's shape."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) +
+                     chunk(b"IEND", b""))
+
+
+def test_huge_headers_are_refused_and_the_good_files_processed(images, tmp_path, capsys):
+    import resource
+    import time
+
+    _png_header_only(images / "bomb.png", 100_000, 100_000)
+    _png_header_only(images / "big.png", 9000, 9000)
+    t0, rss0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rc, out, err = run_cli(capsys, "upscale", images, "-o", tmp_path / "out", "--method", "bicubic")
+    assert time.perf_counter() - t0 < 5 and resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0 < 2 ** 20
+    assert rc == 1 and "2/4 images" in out
+    errors = [l for l in err.splitlines() if l.startswith("mzsr: error:")]
+    assert len(errors) == 2 and all("over the limit" in l and "max_pixels" in l for l in errors)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+    rc, out, err = run_cli(capsys, "upscale", images / "big.png", "-o", tmp_path / "o2", "--method", "bicubic",
+                           "--max-pixels", "1000")
+    assert rc == 1 and "over the limit of 1,000" in err
+
+
+def test_skip_existing_continues_a_folder_run(images, tmp_path, capsys):
+    rc, _, _ = run_cli(capsys, "upscale", images / "a.png", "-o", tmp_path / "out", "--method", "bicubic")
+    first = (tmp_path / "out/a.png").stat().st_mtime_ns
+    rc, out, err = run_cli(capsys, "upscale", images, "-o", tmp_path / "out", "--method", "bicubic")
+    assert rc == 2 and "--skip-existing" in one_error_line(err)
+    rc, out, _ = run_cli(capsys, "upscale", images, "-o", tmp_path / "out", "--method", "bicubic", "--skip-existing")
+    assert rc == 0 and "1/1 images" in out and (tmp_path / "out/b.png").is_file()
+    assert (tmp_path / "out/a.png").stat().st_mtime_ns == first
+
+
+def test_output_folder_problems_are_found_before_any_work(images, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    rc, _, err = run_cli(capsys, "upscale", images, "-o", tmp_path / "file", "--method", "bicubic")
+    assert rc == 2 and "-o" in one_error_line(err) and "not a folder" in err
+
+
+def test_stale_temporary_files_are_swept(images, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".a.png.999999999-abcd1234.tmp"  # a process id that cannot be running
+    stale.write_bytes(b"half")
+    rc, _, _ = run_cli(capsys, "upscale", images, "-o", out, "--method", "bicubic")
+    assert rc == 0 and not stale.exists()
+
+
+def test_sigterm_leaves_no_temporary_file(tmp_path):
+    """A real process stopped by SIGTERM mid-run: exit 128 + 15, one line, no temporary or half-written output."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(tmp_path / "x.png")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "mzsr.cli", "upscale", str(tmp_path / "x.png"), "-o",
+                             str(tmp_path / "out"), "--kernel", "iso:2", "--steps", "10000", "--device", "cpu"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (tmp_path / "out").is_dir():
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err and "SIGTERM" in err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_unexpected_error_is_one_line_and_counts_as_failed(images, tmp_path, capsys, monkeypatch):
+    import mzsr.api
+
+    def broken(*a, **k):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(mzsr.api, "imresize", broken)
+    rc, _, err = run_cli(capsys, "upscale", images, "-o", tmp_path / "out", "--method", "bicubic")
+    assert rc == 1 and "Traceback" not in err
+    assert "unexpected ZeroDivisionError: boom" in one_error_line(err) and "MZSR_DEBUG" in err

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import adapt as _adapt
+from . import validate
 from .degrade import DOWNSAMPLING, degrade, quantize
+from .errors import ImageError, InputError, OptionError
 from .estimate import estimate_kernel, get_estimator
 from .kernels import KernelSpec, check_kernel, parse_kernel_spec
 from .metrics import modcrop, psnr_y, ssim_y
@@ -21,6 +23,9 @@ from .runtime import pick_device
 
 METHODS = ("mzsr", "finetune", "bicubic", "zssr")
 ADAPTING = ("mzsr", "finetune")
+# Output pixels an upscale may make unless told otherwise: 100 Mpx is a ×2 of the largest camera photos, while
+# a decompression bomb or a typo'd scale is refused before any memory is spent on it.
+DEFAULT_MAX_PIXELS = 100_000_000
 
 
 def split_channels(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, bool, float]:
@@ -71,11 +76,6 @@ def default_downsample(spec: KernelSpec, model: Model | None) -> str:
     return "bicubic" if spec.kind == "bicubic" else "direct"
 
 
-def _check_count(name: str, value, least: int = 0) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-        raise ValueError(f"{name} must be an integer ≥ {least}, got {value!r}")
-
-
 @dataclass
 class Result:
     """What :meth:`Upscaler.upscale` gives for one image."""
@@ -94,37 +94,35 @@ class Upscaler:
     ``bicubic`` (no blur, MATLAB-bicubic degradation). ``model``: a shipped name, a ``.safetensors`` path or a
     loaded model, which then adapts to every image; by default each image gets the shipped model for the scale,
     subsampling and its kernel (:func:`mzsr.models.model_for_kernel`). ``downsample``: the son's subsampling,
-    by default :func:`default_downsample`. See :func:`upscale` for the other options.
+    by default :func:`default_downsample`. ``max_pixels``: the most output pixels an image may give (``None``:
+    no limit). See :func:`upscale` for the other options.
     """
 
     def __init__(self, scale: int = 2, kernel=None, steps: int = 10, method: str = "mzsr",
                  model: str | Model | None = None, downsample: str | None = None, device: str = "auto",
                  tile: int | None = None, estimator: str | None = None, back_projection: int = 0,
-                 ensemble: bool = False, kernel_convention: str = "auto"):
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
-        _check_count("scale", scale, 2)
-        _check_count("steps", steps)
-        _check_count("back_projection", back_projection)
-        if tile is not None:
-            _check_count("tile", tile, 1)
+                 ensemble: bool = False, kernel_convention: str = "auto",
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS):
+        validate.choice(method, "method", METHODS)
+        self.scale, self.steps = validate.scale(scale), validate.steps(steps)
+        self.tile, self.back_projection = validate.tile(tile), validate.back_projection(back_projection)
+        self.max_pixels = validate.max_pixels(max_pixels)
         for option, value in (("back_projection", back_projection), ("ensemble", ensemble)):
             if value and method not in ADAPTING:
-                raise ValueError(f"{option} applies to mzsr and finetune, not {method}")
-        if downsample is not None and downsample not in DOWNSAMPLING:
-            raise ValueError(f"downsample must be one of {', '.join(DOWNSAMPLING)}, got {downsample!r}")
+                raise OptionError(f"{option} applies to mzsr and finetune, not {method}")
+        if downsample is not None:
+            validate.choice(downsample, "downsample", DOWNSAMPLING)
         self.spec = _as_spec(kernel, kernel_convention)
         if estimator is not None:
             if self.spec.kind != "estimate":
-                raise ValueError(f"estimator {estimator!r} is only used with kernel 'estimate'")
+                raise OptionError(f"estimator {estimator!r} is only used with kernel 'estimate'")
             get_estimator(estimator)
-        self.scale, self.steps, self.method, self.tile = int(scale), int(steps), method, tile
-        self.estimator, self.back_projection, self.ensemble = estimator, int(back_projection), bool(ensemble)
+        self.method, self.estimator, self.ensemble = method, estimator, bool(ensemble)
         self.device = pick_device(device)
         self._models: dict[str, Model] = {}
         self.fixed = self._load(model) if model is not None else None
         if self.fixed is not None and self.fixed.scale != self.scale:
-            raise ValueError(f"model '{self.fixed.name}' is a ×{self.fixed.scale} model, asked for ×{self.scale}")
+            raise OptionError(f"model '{self.fixed.name}' is a ×{self.fixed.scale} model, asked for ×{self.scale}")
         self.downsample = downsample or default_downsample(self.spec, self.fixed)
         if self.fixed is None and (method in ADAPTING or self.spec.kind == "estimate"):
             default_model(self.scale, self.downsample)  # no shipped model for this request: fail now
@@ -160,12 +158,25 @@ class Upscaler:
             model = self.fixed or self._load(default_model(self.scale, self.downsample))
             return estimate_kernel(split_channels(image)[0], self.scale, model, self.estimator)
         if self.spec.kind == "folder" and stem is None:
-            raise ValueError("a kernel folder needs the image's file stem to pick its kernel")
+            raise OptionError("a kernel folder needs the image's file stem to pick its kernel")
         return self.spec.for_image(stem, self.scale)
+
+    def input_limit(self) -> int | None:
+        """The most input pixels whose output stays within ``max_pixels`` (for checking a file's header)."""
+        return None if self.max_pixels is None else self.max_pixels // self.scale ** 2
+
+    def check_size(self, width: int, height: int, source: str = "image") -> None:
+        """Refuse an input whose output would exceed ``max_pixels``, before it is decoded or processed."""
+        out = width * height * self.scale ** 2
+        if self.max_pixels is not None and out > self.max_pixels:
+            raise ImageError(f"{source}: {width}×{height} px gives a {width * self.scale}×{height * self.scale} "
+                             f"output ({out:,} pixels), over the limit of {self.max_pixels:,} (max_pixels)")
 
     def upscale(self, image: np.ndarray, stem: str | None = None, callback=None) -> Result:
         """Super-resolve one image (layout and dtype as :func:`upscale` takes them); ``stem`` names its kernel in a
         kernel folder. ``callback(step, loss)`` is called after each adaptation step."""
+        image = validate.image(image)
+        self.check_size(image.shape[1], image.shape[0])
         kernel = self.kernel_for(image, stem)
         rgb, alpha, gray, peak = split_channels(image)
         model = self.model_for(kernel)
@@ -195,7 +206,7 @@ class Upscaler:
         uint8 RGB, ground truth cropped to a multiple of the scale, ``scale`` pixels shaved."""
         sr8, gt8 = as_uint8_rgb(sr), modcrop(as_uint8_rgb(gt), self.scale)
         if sr8.shape != gt8.shape:
-            raise ValueError(f"output {sr8.shape[1]}×{sr8.shape[0]} and ground truth {gt8.shape[1]}×{gt8.shape[0]} "
+            raise InputError(f"output {sr8.shape[1]}×{sr8.shape[0]} and ground truth {gt8.shape[1]}×{gt8.shape[0]} "
                              "differ in size")
         return psnr_y(sr8, gt8, self.scale), ssim_y(sr8, gt8, self.scale)
 
@@ -203,7 +214,8 @@ class Upscaler:
 def upscale(image: np.ndarray, scale: int = 2, kernel=None, steps: int = 10, method: str = "mzsr",
             model: str | Model | None = None, downsample: str | None = None, device: str = "auto",
             tile: int | None = None, callback=None, estimator: str | None = None,
-            back_projection: int = 0, ensemble: bool = False) -> np.ndarray:
+            back_projection: int = 0, ensemble: bool = False,
+            max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Super-resolve one image ×``scale`` by zero-shot adaptation to its blur ``kernel``.
 
     ``image``: ``(H, W)``, ``(H, W, 2|3|4)`` array, uint8, uint16, or float in [0, 1]; the result has the same
@@ -216,10 +228,12 @@ def upscale(image: np.ndarray, scale: int = 2, kernel=None, steps: int = 10, met
     input under the kernel (not in the paper's MZSR; ZSSR always ends so). ``ensemble`` (``mzsr`` and
     ``finetune``) takes the median over the rotations/flips of the input that leave the kernel unchanged (all 8
     for an isotropic kernel, as ZSSR does; 2 for an anisotropic one): up to 8× the inference time.
+    ``max_pixels``: the most output pixels (``None``: no limit). Bad values raise :class:`mzsr.errors.MzsrError`.
     """
     if isinstance(kernel, KernelSpec) and kernel.kind == "folder":
-        raise ValueError("upscale() takes one kernel; use Upscaler(...).upscale(image, stem) for a kernel folder")
-    up = Upscaler(scale, kernel, steps, method, model, downsample, device, tile, estimator, back_projection, ensemble)
+        raise OptionError("upscale() takes one kernel; use Upscaler(...).upscale(image, stem) for a kernel folder")
+    up = Upscaler(scale, kernel, steps, method, model, downsample, device, tile, estimator, back_projection, ensemble,
+                  max_pixels=max_pixels)
     return up.upscale(image, callback=callback).image
 
 
@@ -237,7 +251,7 @@ def degrade_image(image: np.ndarray, kernel=None, scale: int = 2, downsample: st
     """LR = (HR ⊛ k)↓s + n for a uint8 image, rounded to uint8 (bit-exact with MZSR's test inputs)."""
     spec = _as_spec(kernel)
     if spec.kind in ("estimate", "folder"):
-        raise ValueError(f"degrading needs one given kernel, not {'estimate' if spec.kind == 'estimate' else 'a folder'}")
+        raise OptionError(f"degrading needs one given kernel, not {'estimate' if spec.kind == 'estimate' else 'a folder'}")
     k, downsample = spec.kernel, downsample or default_downsample(spec, None)
     img = np.asarray(image)
     return quantize(degrade(img.astype(np.float64), k, scale, downsample, noise, np.random.default_rng(seed)))

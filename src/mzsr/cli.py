@@ -1,34 +1,45 @@
-"""The ``mzsr`` command: argument parsing around the Python API.
+"""The ``mzsr`` command: argument parsing and printing around the Python API (:class:`mzsr.api.Upscaler` makes
+every decision).
 
-Bad input ends in one line ``mzsr: error: <file>: <problem>`` and a non-zero exit, never a traceback; outputs
-are written to a temporary file and renamed, and inputs are never overwritten.
+Bad input ends in one line ``mzsr: error: <file or option>: <problem>``, never a traceback (``MZSR_DEBUG=1``
+shows one for an unexpected error). Exit status: 0 all done, 1 some images failed (the others are written), 2 a
+usage error (nothing done), 3 an unexpected error, 128 + N when stopped by signal N. Outputs are written to a
+temporary file and renamed, so a stopped run leaves no half-written output; inputs are never overwritten.
 """
 from __future__ import annotations
 
 import argparse
 import collections
 import json
+import os
+import signal
 import sys
+import tempfile
 import time
+import traceback
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from .api import METHODS
+from .api import DEFAULT_MAX_PIXELS, METHODS
 from .config import add_config_args, build_config
 from .degrade import DOWNSAMPLING
 from .estimate import DEFAULT_ESTIMATOR, ESTIMATORS
-from .io import ImageError, discover_inputs, read_image, write_image
-from .kernels import CONVENTIONS, KernelError
-from .models import NARROW_KERNEL_VAR, ModelError, available, load_model, read_card
+from .errors import ImageError, MzsrError, describe
+from .io import (Terminated, discover_inputs, image_size, install_signal_handlers, read_image, sweep_temp_files,
+                 write_image)
+from .kernels import CONVENTIONS
+from .models import NARROW_KERNEL_VAR, available, load_model, read_card
 
 
 class CliError(Exception):
     """A problem with the command line itself (paths, names), reported as one line."""
 
 
-EXPECTED = (CliError, ImageError, KernelError, ModelError, ValueError, RuntimeError, FileExistsError, OSError)
+# What a bad command line or file raises: reported in one line. Anything else is a fault of mzsr (exit 3).
+EXPECTED = (CliError, MzsrError, ValueError, OSError)
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 3
 
 
 def _add_io_args(p: argparse.ArgumentParser) -> None:
@@ -41,7 +52,13 @@ def _add_io_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernel-convention", choices=CONVENTIONS, default="auto",
                    help="of kernel files: auto (the .mat key decides: 'Kernel' = KernelGAN/ZSSR, shifted for their "
                         "block-centre sampling and re-centred here; anything else = MZSR), mzsr or kernelgan")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    batch = p.add_mutually_exclusive_group()
+    batch.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    batch.add_argument("--skip-existing", action="store_true",
+                       help="leave inputs whose output exists alone (to continue a stopped folder run)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help=f"refuse an image whose output would exceed N pixels, from its header, before decoding "
+                        f"(default {DEFAULT_MAX_PIXELS:,})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,8 +172,22 @@ def _train_parsers(sub) -> None:
                          "paper (re-export a shipped model onto itself to add them)")
 
 
+def _prepare_out_dir(out_dir: Path) -> None:
+    """Make the output folder and prove it writable before any image is processed; sweep the temporary files
+    that runs killed outright (SIGKILL, power loss) left there."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CliError(f"-o {out_dir}: exists and is not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out_dir, prefix=".mzsr-probe-")
+        probe.close()
+    except OSError as e:
+        raise CliError(f"-o {out_dir}: cannot write there ({e.strerror or describe(e)})") from None
+    sweep_temp_files(out_dir)
+
+
 def _plan_outputs(args) -> list[tuple[Path, Path]]:
-    """(input, output) pairs, checked before any work starts."""
+    """(input, output) pairs, checked before any work starts; with --skip-existing, those not done yet."""
     files = discover_inputs(args.inputs)
     out_dir = args.out.resolve()
     for item in args.inputs:
@@ -170,10 +201,13 @@ def _plan_outputs(args) -> list[tuple[Path, Path]]:
             raise CliError(f"{f}: its output {out} would overwrite an input")
         if out in seen:
             raise CliError(f"{f}: same output name as {seen[out]} ({out.name})")
-        if out.exists() and not args.overwrite:
-            raise CliError(f"{out}: exists (pass --overwrite to replace it)")
         seen[out] = f
+        if out.exists() and args.skip_existing:
+            continue
+        if out.exists() and not args.overwrite:
+            raise CliError(f"{out}: exists (pass --overwrite to replace it, or --skip-existing to leave it)")
         pairs.append((f, out))
+    _prepare_out_dir(out_dir)
     return pairs
 
 
@@ -200,7 +234,8 @@ def cmd_upscale(args) -> int:
     from .api import Upscaler
 
     up = Upscaler(args.scale, args.kernel, args.steps, args.method, args.model, args.downsample, args.device,
-                  args.tile, args.estimator, args.back_projection, args.self_ensemble, args.kernel_convention)
+                  args.tile, args.estimator, args.back_projection, args.self_ensemble, args.kernel_convention,
+                  args.max_pixels)
     if args.gt is not None and not args.gt.is_dir():
         raise CliError(f"--gt {args.gt}: no such folder")
     pairs = _plan_outputs(args)
@@ -209,14 +244,15 @@ def cmd_upscale(args) -> int:
     for src, out in bar:
         try:
             steps_bar = lambda i, loss: bar.set_postfix(image=src.name, step=i + 1, loss=f"{loss:.4f}")  # noqa: E731
-            result = up.upscale(read_image(src), src.stem, steps_bar)
+            up.check_size(*image_size(src), str(src))
+            result = up.upscale(read_image(src, max_pixels=up.input_limit()), src.stem, steps_bar)
             write_image(out, result.image)
             used[result.model] += result.model is not None
             if args.save_kernel and result.kernel is not None:
                 _save_kernel(out, result.kernel, args.scale)
-        except EXPECTED as e:
+        except Exception as e:  # noqa: BLE001 - one image's failure, whatever it is, must not end the batch
             failures += 1
-            bar.write(f"mzsr: error: {_named(e, src)}", file=sys.stderr)
+            bar.write(f"mzsr: error: {_per_image(e, src)}", file=sys.stderr)
             continue
         if args.gt:
             try:
@@ -234,13 +270,24 @@ def cmd_upscale(args) -> int:
     if scores:
         summary += f"; mean PSNR {np.mean([s[0] for s in scores]):.4f} dB, SSIM {np.mean([s[1] for s in scores]):.4f}"
     print(summary)
-    return 1 if failures else 0
+    return EXIT_FAILED if failures else 0
 
 
 def _named(error: Exception, src: Path) -> str:
     """An error's message, led by the file it happened on unless it names it already."""
     text = str(error)
     return text if str(src) in text or src.name in text else f"{src}: {text}"
+
+
+def _per_image(error: Exception, src: Path) -> str:
+    """One line for an image that failed; an unexpected error says so (its traceback with MZSR_DEBUG=1)."""
+    if os.environ.get("MZSR_DEBUG"):
+        traceback.print_exception(error)
+    if isinstance(error, MemoryError):
+        return f"{src}: not enough memory (try --tile, or a smaller --max-pixels)"
+    if isinstance(error, EXPECTED):
+        return _named(error, src)
+    return f"{src}: unexpected {describe(error)} (a bug in mzsr; MZSR_DEBUG=1 shows where)"
 
 
 def cmd_degrade(args) -> int:
@@ -254,14 +301,14 @@ def cmd_degrade(args) -> int:
     for i, (src, out) in enumerate(_plan_outputs(args)):
         try:
             kernel = spec.for_image(src.stem, args.scale)
-            img = read_image(src)
+            img = read_image(src, max_pixels=args.max_pixels)
             if img.dtype != np.uint8:
                 raise ImageError(f"{src}: degrade takes 8-bit images")
             write_image(out, degrade_image(img, kernel, args.scale, downsample, args.noise, args.seed + i))
-        except EXPECTED as e:
+        except Exception as e:  # noqa: BLE001 - as in cmd_upscale
             failures += 1
-            print(f"mzsr: error: {_named(e, src)}", file=sys.stderr)
-    return 1 if failures else 0
+            print(f"mzsr: error: {_per_image(e, src)}", file=sys.stderr)
+    return EXIT_FAILED if failures else 0
 
 
 def cmd_models(args) -> int:
@@ -319,6 +366,7 @@ def _one_line_warnings(message, category, filename, lineno, file=None, line=None
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     warnings.showwarning = _one_line_warnings
+    previous = install_signal_handlers()  # SIGTERM/SIGHUP unwind like Ctrl-C, so temporary files are removed
     try:
         if args.command == "upscale":
             return cmd_upscale(args)
@@ -365,10 +413,21 @@ def main(argv=None) -> int:
         return 0
     except EXPECTED as e:
         print(f"mzsr: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except Terminated as e:
+        print(f"mzsr: stopped ({e})", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("mzsr: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - a bug: one line, the traceback only on request
+        if os.environ.get("MZSR_DEBUG"):
+            raise
+        print(f"mzsr: error: unexpected {describe(e)} (a bug in mzsr; MZSR_DEBUG=1 shows where)", file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

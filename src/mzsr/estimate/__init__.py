@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import OptionError
 from ..kernels import check_kernel
 from ..models import Model
 from . import kernelgan, mzsr_search, predictor
@@ -27,10 +28,10 @@ DEFAULT_ESTIMATOR = "auto"
 
 
 def get_estimator(name: str | None = None):
-    """The estimator function called ``name`` (``None``: the default); an unknown name is a ValueError."""
+    """The estimator function called ``name`` (``None``: the default); an unknown name is an OptionError."""
     name = DEFAULT_ESTIMATOR if name is None else name
     if name not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {name!r} (choose from {', '.join(ESTIMATORS)})")
+        raise OptionError(f"unknown estimator {name!r} (choose from {', '.join(ESTIMATORS)})")
     return ESTIMATORS[name]
 
 
