@@ -8,7 +8,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import ModelError
+from . import validate
+from .degrade import DOWNSAMPLING
+from .errors import ModelError, OptionError, describe
 from .io import atomic_write
 from .kernels import kernel_variances
 from .net import SRNet
@@ -80,21 +82,112 @@ def _resolve(name_or_path) -> Path:
     raise ModelError(f"unknown model '{name_or_path}' (shipped: {', '.join(available())}; or give a .safetensors path)")
 
 
-def load_model(name_or_path, device="cpu") -> Model:
-    """A model by shipped name (``direct-x2`` …) or by ``.safetensors`` path with its ``.json`` card beside it."""
-    path = _resolve(name_or_path)
-    card_path = path.with_suffix(".json")
+MAX_CHANNELS, MAX_DEPTH = 1024, 64  # far beyond the 64 × 8 net; a card asking for more is damaged or hostile
+
+
+def _check_rate(rate, where: str, names: set[str] | None) -> None:
+    if isinstance(rate, dict):
+        if names is not None and set(rate) != names:
+            odd = sorted(set(rate) ^ names)
+            raise OptionError(f"{where} must name every parameter of the net, once (differs in {', '.join(odd[:3])}"
+                              f"{' …' if len(odd) > 3 else ''})")
+        for key, value in rate.items():
+            validate.number(value, f"{where}[{key!r}]", 0.0)
+    else:
+        validate.number(rate, where, 0.0)
+
+
+def check_card(card, source, names: set[str] | None = None) -> dict:
+    """Validate a model card (the JSON beside the weights); returns it. Required: ``scale`` (2..4), ``downsample``
+    (direct or bicubic), ``step_lrs`` (a non-empty list of rates ≥ 0, each a number or a ``{parameter name: rate}``
+    dict naming every parameter in ``names`` when given). Optional, typed when present: ``arch`` (``channels``,
+    ``depth`` integers, ``bias`` a bool), ``name``, ``base``, ``notes`` (strings). One :class:`ModelError` line
+    names ``source`` and the problem."""
+    if not isinstance(card, dict):
+        raise ModelError(f"{source}: a model card must be a JSON object, got {type(card).__name__}")
+    missing = [key for key in ("scale", "downsample", "step_lrs") if key not in card]
+    if missing:
+        raise ModelError(f"{source}: model card lacks {', '.join(repr(k) for k in missing)}")
     try:
-        card = json.loads(card_path.read_text())
-        params = load_file(str(path), device=str(device))
+        validate.scale(card["scale"], "'scale'")
+        validate.choice(card["downsample"], "'downsample'", DOWNSAMPLING)
+        rates = card["step_lrs"]
+        if not isinstance(rates, list) or not rates:
+            raise OptionError(f"'step_lrs' must be a non-empty list of rates, got {rates!r:.60}")
+        for i, rate in enumerate(rates):
+            _check_rate(rate, f"'step_lrs'[{i}]", names)
         arch = card.get("arch", {})
-        net = SRNet(channels=arch.get("channels", 64), depth=arch.get("depth", 8), bias=arch.get("bias", True))
-        net.load_state_dict(params)  # checks names and shapes
+        if not isinstance(arch, dict):
+            raise OptionError(f"'arch' must be an object, got {arch!r:.60}")
+        validate.integer(arch.get("channels", 64), "'arch.channels'", 1, MAX_CHANNELS)
+        validate.integer(arch.get("depth", 8), "'arch.depth'", 1, MAX_DEPTH)
+        if not isinstance(arch.get("bias", True), bool):
+            raise OptionError(f"'arch.bias' must be true or false, got {arch['bias']!r:.60}")
+        for key in ("name", "base", "notes"):
+            if key in card and not isinstance(card[key], str):
+                raise OptionError(f"'{key}' must be a string, got {card[key]!r:.60}")
+    except OptionError as e:
+        raise ModelError(f"{source}: model card: {e}") from None
+    return card
+
+
+def _read_card_file(card_path: Path) -> dict:
+    try:
+        return json.loads(card_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelError(f"{card_path}: model card missing") from None
-    except Exception as e:  # noqa: BLE001 - corrupt or mismatched files become one clear line
-        raise ModelError(f"{path}: cannot load weights ({e.__class__.__name__}: {str(e).splitlines()[0]})") from None
-    net.to(device).eval()
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ModelError(f"{card_path}: model card is not readable JSON ({describe(e)})") from None
+
+
+def _net_for(card: dict) -> SRNet:
+    arch = card.get("arch", {})
+    return SRNet(channels=arch.get("channels", 64), depth=arch.get("depth", 8), bias=arch.get("bias", True))
+
+
+def _check_weights(params: dict, net: SRNet, path: Path, card: dict) -> None:
+    """The weights' names and shapes against the card's net, every difference in one line; then their values."""
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in params.items()}
+    problems = [f"{k} is {list(found[k])}, expected {list(shape)}" for k, shape in expected.items()
+                if k in found and found[k] != shape]
+    missing, unexpected = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
+    if missing:
+        problems.append(f"missing {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {', '.join(unexpected)}")
+    if problems:
+        arch = card.get("arch", {})
+        raise ModelError(f"{path}: weights do not fit the card's net (channels {arch.get('channels', 64)}, depth "
+                         f"{arch.get('depth', 8)}, bias {arch.get('bias', True)}): {'; '.join(problems)}")
+    for k, v in params.items():
+        if not v.is_floating_point():
+            raise ModelError(f"{path}: {k} has dtype {v.dtype}, expected floating point")
+        if not torch.isfinite(v).all():
+            raise ModelError(f"{path}: {k} contains NaN or infinite values (damaged or diverged weights)")
+
+
+def load_model(name_or_path, device="cpu") -> Model:
+    """A model by shipped name (``direct-x2`` …) or by ``.safetensors`` path with its ``.json`` card beside it.
+
+    The card is checked (:func:`check_card`), the weights against it (names, shapes, finite values); every
+    failure is a :class:`ModelError` naming the file. A device that is not available is reported as such
+    (:func:`mzsr.runtime.pick_device` does so for names), not as a fault of the file."""
+    path = _resolve(name_or_path)
+    card_path = path.with_suffix(".json")
+    card = check_card(_read_card_file(card_path), card_path)
+    net = _net_for(card)
+    try:
+        params = load_file(str(path), device="cpu")
+    except Exception as e:  # noqa: BLE001 - a corrupt file makes the reader raise about anything
+        raise ModelError(f"{path}: cannot load weights ({describe(e)})") from None
+    _check_weights(params, net, path, card)
+    check_card(card, card_path, set(params))  # learned per-parameter rates must name the net's parameters
+    net.load_state_dict(params)
+    try:
+        net.to(device).eval()
+    except (RuntimeError, AssertionError, TypeError, ValueError) as e:
+        raise OptionError(f"device {device}: not available ({describe(e)})") from None
     for p in net.parameters():
         p.requires_grad_(False)
     return Model(path.stem, card, net, {k: v.to(device) for k, v in net.state_dict().items()})
