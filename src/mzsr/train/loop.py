@@ -121,7 +121,8 @@ def load_checkpoint(path: Path) -> dict:
     checkpoint."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, AttributeError) as e:
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
+            AttributeError) as e:
         reason = str(e).splitlines()[0] if str(e) else e.__class__.__name__
         raise ValueError(f"{path}: truncated or corrupt checkpoint ({reason})") from None
     missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
