@@ -1,4 +1,5 @@
-"""Training: exact MAML meta-gradient, loss-weight schedule, exact resume, SIGKILL, time budget, DDP (gloo)."""
+"""Training: exact MAML meta-gradient, loss-weight schedule, exact resume, SIGKILL, time budget, DDP (gloo), and
+what a run refuses before it touches its folder."""
 import json
 import math
 import os
@@ -13,13 +14,14 @@ import torch
 from PIL import Image
 
 from mzsr.net import SRNet
-from mzsr.schedules import meta_lr, multi_step_weights
-from mzsr.train.loop import load_checkpoint
-from mzsr.train.meta import (MetaConfig, _validation_sets, batching_tasks, card_step_lrs, init_step_lrs, l1,
-                             meta_backward, task_losses, validate)
+from mzsr.schedules import multi_step_weights
+from mzsr.train.loop import Clock, load_checkpoint
+from mzsr.train.maml import card_step_lrs, init_step_lrs, l1, meta_backward, task_losses
+from mzsr.train.meta import MetaConfig, MetaStage, batching_tasks, val_sets
 from mzsr.train.meta import run as run_meta
-from mzsr.train.pretrain import PretrainConfig
+from mzsr.train.pretrain import PretrainConfig, PretrainStage
 from mzsr.train.pretrain import run as run_pretrain
+from mzsr.train.validate import selection_value, validate
 
 
 @pytest.fixture(scope="module")
@@ -100,13 +102,13 @@ def test_batched_tasks_give_the_same_meta_gradient(second_order, start_weight):
     torch.manual_seed(2)
     net = SRNet(channels=4, depth=3).double()
     tasks = [tiny_task(seed=s, n=3) for s in range(3)]
-    cfg = MetaConfig(inner_steps=2, start_weight=start_weight)
     rates = (torch.rand(2, len(list(net.parameters())), dtype=torch.float64) * 0.5 + 0.2).requires_grad_(True)
     grads, totals = [], []
     for batched in (False, True):
         net.zero_grad(set_to_none=True)
         rates.grad = None
-        totals.append(meta_backward(net, tasks, [0.4, 0.6], cfg, second_order, "cpu", rates, batched))
+        totals.append(meta_backward(net, tasks, [0.4, 0.6], 2, rates, second_order, "cpu", start_weight,
+                                    batched=batched))
         grads.append([p.grad.clone() for p in net.parameters()] + [rates.grad.clone()])
     assert totals[1] == pytest.approx(totals[0], rel=1e-12)
     for a, b in zip(*grads):
@@ -122,7 +124,7 @@ def test_start_weight_adds_the_unadapted_loss():
     runs = []
     for w in (0.0, 0.3):
         net.zero_grad(set_to_none=True)
-        total = meta_backward(net, tasks, [0.4, 0.6], MetaConfig(inner_steps=2, start_weight=w), True, "cpu")
+        total = meta_backward(net, tasks, [0.4, 0.6], 2, 0.01, True, "cpu", start_weight=w)
         runs.append((total, [p.grad.clone() for p in net.parameters()]))
     start = sum(l1(net(x), y) for _, (x, y) in tasks)
     grads = torch.autograd.grad(start, list(net.parameters()))
@@ -136,11 +138,6 @@ def test_batching_tasks_default_follows_the_device():
     assert batching_tasks(MetaConfig(), "cuda") and not batching_tasks(MetaConfig(), "cpu")
     assert batching_tasks(MetaConfig(batch_tasks="true"), "cpu")
     assert not batching_tasks(MetaConfig(batch_tasks="false"), "cuda")
-
-
-def test_meta_lr_ramps_up_then_holds():
-    assert [meta_lr(i, 1e-4, 4) for i in range(6)] == pytest.approx([2.5e-5, 5e-5, 7.5e-5, 1e-4, 1e-4, 1e-4])
-    assert meta_lr(0, 1e-4) == 1e-4
 
 
 def test_multi_step_weights_anneal():
@@ -196,11 +193,10 @@ def meta_args(init, run_dir, **kw):
     return {**args, **kw}
 
 
-@pytest.mark.parametrize("learn, ema", [(False, 0.0), (True, 0.9)])
-def test_meta_resume_is_exact(train_dir, tmp_path, tiny_model, learn, ema):
+@pytest.mark.parametrize("learn", [False, True])
+def test_meta_resume_is_exact(train_dir, tmp_path, tiny_model, learn):
     cfg = lambda d, steps: MetaConfig(**meta_args(str(tiny_model), str(tmp_path / d), steps=steps,  # noqa: E731
-                                                  train_dirs=[str(train_dir)], learn_step_lrs=learn, ema=ema,
-                                                  meta_lr_warmup=4 if learn else 0))
+                                                  train_dirs=[str(train_dir)], learn_step_lrs=learn))
     run_meta(cfg("a", 3))
     run_meta(cfg("b", 2))
     run_meta(cfg("b", 3), resume=True)
@@ -209,9 +205,6 @@ def test_meta_resume_is_exact(train_dir, tmp_path, tiny_model, learn, ema):
         assert torch.equal(a["net"][k], b["net"][k]), k
     if learn:
         assert torch.equal(a["step_lrs"], b["step_lrs"])
-        assert a["opt"]["param_groups"][0]["lr"] == pytest.approx(1e-4 * 3 / 4)  # the warm-up's third step
-    for k in a.get("ema", {}):
-        assert torch.equal(a["ema"][k], b["ema"][k]), k
 
 
 def test_learned_step_lrs_move_and_ship_in_the_card(train_dir, tmp_path, tiny_model, data):
@@ -228,115 +221,119 @@ def test_learned_step_lrs_move_and_ship_in_the_card(train_dir, tmp_path, tiny_mo
     assert len(model.step_lrs) == 2 and set(model.step_lrs[0]) == set(model.params)
     assert model.card["base"] == load_model(tiny_model).card["base"]  # the pretrained weights, not the init
     net = SRNet(**{k: v for k, v in model.card["arch"].items()})
-    assert card_step_lrs(net, None, MetaConfig(test_step_lrs=[0.02])) == [0.02]
-    assert init_step_lrs(net, MetaConfig()) is None
+    assert card_step_lrs(net, None, [0.02]) == [0.02]
+    lrs = card_step_lrs(net, torch.full((1, 6), 0.03), [0.01, 0.005, 0.002])
+    assert isinstance(lrs[0], dict) and lrs[1:] == [0.005, 0.002]  # learned step first, then the schedule
     # going on from these weights starts from their learned rates; steps they lack, and scalar schedules, from
     # the inner rate
-    going_on = init_step_lrs(net, MetaConfig(learn_step_lrs=True, inner_steps=3, inner_lr=0.05), model.step_lrs)
+    going_on = init_step_lrs(net, 3, 0.05, model.step_lrs)
     assert torch.equal(going_on[:2], torch.tensor([list(r.values()) for r in model.step_lrs]))
     assert torch.equal(going_on[2], torch.full_like(going_on[2], 0.05))
-    fresh = init_step_lrs(net, MetaConfig(learn_step_lrs=True, inner_steps=2, inner_lr=0.05), [0.02, 0.01])
+    fresh = init_step_lrs(net, 2, 0.05, [0.02, 0.01])
     assert torch.equal(fresh, torch.full_like(fresh, 0.05)) and fresh.requires_grad
     from mzsr import upscale
     from mzsr.cli import _describe_step_lrs
 
     assert _describe_step_lrs(model.step_lrs).startswith("learned per layer, mean per step [")
-    from mzsr.schedules import scale_step_lrs
-
-    doubled = scale_step_lrs(model.step_lrs + [0.01], 2)
-    assert all(doubled[i][k] == 2 * model.step_lrs[i][k] for i in range(2) for k in model.params) and doubled[2] == 0.02
     img = (np.random.default_rng(0).random((24, 20, 3)) * 255).astype(np.uint8)
     assert upscale(img, 2, kernel="iso:1.0", steps=3, model=model, device="cpu").shape == (48, 40, 3)
 
 
-def test_rates_alone_for_frozen_weights(train_dir, tmp_path, tiny_model):
-    from mzsr.models import load_model
-
-    run_dir = tmp_path / "f"
-    run_meta(MetaConfig(**meta_args(str(tiny_model), str(run_dir), steps=2, inner_steps=1, first_order=True,
-                                    train_dirs=[str(train_dir)], learn_step_lrs=True, freeze_weights=True,
-                                    meta_lr=1e-3, test_step_lrs=[0.01, 0.005, 0.002])))
-    state = load_checkpoint(run_dir / "checkpoint.pt")
-    for k, v in load_model(tiny_model).params.items():
-        assert torch.equal(state["net"][k], v), k
-    assert not torch.allclose(state["step_lrs"], torch.full_like(state["step_lrs"], 0.01))
-    net = SRNet(channels=8, depth=3)
-    lrs = card_step_lrs(net, torch.full((1, 6), 0.03), MetaConfig(test_step_lrs=[0.01, 0.005, 0.002]))
-    assert isinstance(lrs[0], dict) and lrs[1:] == [0.005, 0.002]  # learned step first, then the schedule
-
-
-@pytest.mark.parametrize("bad, message", [({"freeze_weights": True}, "freeze_weights needs learn_step_lrs"),
-                                          ({"ema": 1.0}, "ema is a decay"),
-                                          ({"kernel_min_var": 6.0}, r"kernel_min_var must be in \(0, 5\]"),
-                                          ({"kernel_minor_max": 0.85}, "kernel_minor_max must exceed")])
+@pytest.mark.parametrize("bad, message", [({"kernel_min_var": 6.0}, r"kernel_min_var must be in \(0, 5\]"),
+                                          ({"kernel_min_var": 0.0}, "kernel_min_var must be > 0"),
+                                          ({"kernel_minor_max": 0.85}, "kernel_minor_max must exceed"),
+                                          ({"val_kernels": ["iso9.9"]}, "val_kernels iso9.9: choose from iso2.0")])
 def test_meta_rejects_configs_that_cannot_train(train_dir, tmp_path, tiny_model, bad, message):
     with pytest.raises(ValueError, match=message):
         run_meta(MetaConfig(**meta_args(str(tiny_model), str(tmp_path / "g"), train_dirs=[str(train_dir)], **bad)))
     assert not (tmp_path / "g").exists()  # rejected before the run folder is made
 
 
-def test_ema_follows_the_weights_and_is_what_validation_scores(train_dir, tmp_path, tiny_model, data):
-    from mzsr.models import load_model
-
-    run_dir = tmp_path / "e"
-    cfg = MetaConfig(**meta_args(str(tiny_model), str(run_dir), steps=1, val_every=1, val_limit=1, val_crop=32,
-                                 val_steps=[1], train_dirs=[str(train_dir)], learn_step_lrs=True, meta_lr=1e-2,
-                                 ema=0.75))
-    run_meta(cfg)
-    state, init = load_checkpoint(run_dir / "checkpoint.pt"), load_model(tiny_model).params
-    for k, w in state["net"].items():
-        assert torch.allclose(state["ema"][k], 0.75 * init[k] + 0.25 * w, atol=1e-7), k
-    assert torch.allclose(state["ema"]["step_lrs"], 0.75 * 0.01 + 0.25 * state["step_lrs"])
-    net = SRNet(channels=8, depth=3)
-    averaged = validate(net, cfg, _validation_sets(cfg), {k: state["ema"][k] for k in init},
-                        card_step_lrs(net, state["ema"]["step_lrs"], cfg))
-    raw = validate(net, cfg, _validation_sets(cfg), state["net"], card_step_lrs(net, state["step_lrs"], cfg))
-    logged = [r for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines()) if "val" in r]
-    assert [r["step"] for r in logged] == [0, 1] and "val_latest" not in logged[0]  # step 0: nothing to compare
-    assert (logged[1]["val"], logged[1]["val_latest"]) == (averaged, raw) and averaged != raw
-
-
 def cli(*args):
     return [sys.executable, "-m", "mzsr.cli", *map(str, args)]
 
 
-def test_sigkill_loses_at_most_one_checkpoint_interval(train_dir, tmp_path):
+class Killed(Exception):
+    """What a SIGKILL is to an in-process run: it ends mid-way, with no last checkpoint."""
+
+
+@pytest.fixture
+def fake_time(monkeypatch):
+    """An injected clock on which every training step takes one second, and a kill at a given step (``kill_at``:
+    the number of steps done before the one that never finishes)."""
+    t = {"now": 0.0, "kill_at": None}
+
+    def timed(train_step):
+        def step(self, i):
+            if i == t["kill_at"]:
+                raise Killed
+            t["now"] += 1.0
+            return train_step(self, i)
+        return step
+
+    monkeypatch.setattr(PretrainStage, "train_step", timed(PretrainStage.train_step))
+    monkeypatch.setattr(MetaStage, "train_step", timed(MetaStage.train_step))
+    t["clock"] = lambda budget_s=None, checkpoint_s=600.0: Clock(budget_s, checkpoint_s, now=lambda: t["now"])
+    return t
+
+
+def test_time_budget_stops_cleanly_on_the_clock(train_dir, tmp_path, fake_time):
+    run_pretrain(pre_cfg(train_dir, tmp_path / "t", steps=10 ** 6), clock=fake_time["clock"](budget_s=5.0))
+    state = load_checkpoint(tmp_path / "t/checkpoint.pt")
+    assert state["step"] == 5 and state["wall"] == 5.0
+
+
+def test_a_kill_loses_at_most_one_checkpoint_interval_and_the_log_does_not_repeat(train_dir, tmp_path, tiny_model,
+                                                                                  fake_time):
+    """Checkpoints every 3 s of a clock on which a step takes 1 s; killed during step 8: the checkpoint is step
+    6's; resumed, the run ends as one that was never killed, and its log names every step once."""
+    cfg = lambda d: MetaConfig(**meta_args(str(tiny_model), str(tmp_path / d), steps=9,  # noqa: E731
+                                           train_dirs=[str(train_dir)]))
+    run_meta(cfg("whole"), clock=fake_time["clock"]())
+    fake_time.update(now=0.0, kill_at=7)
+    with pytest.raises(Killed):
+        run_meta(cfg("killed"), clock=fake_time["clock"](checkpoint_s=3.0))
+    assert load_checkpoint(tmp_path / "killed/checkpoint.pt")["step"] == 6
+    logged = [json.loads(line)["step"] for line in (tmp_path / "killed/log.jsonl").read_text().splitlines()]
+    assert logged == list(range(1, 8))  # steps 7 and 8 were logged, not checkpointed
+    fake_time.update(kill_at=None)
+    run_meta(cfg("killed"), resume=True, clock=fake_time["clock"]())
+    whole, resumed = ([json.loads(line) for line in (tmp_path / d / "log.jsonl").read_text().splitlines()]
+                      for d in ("whole", "killed"))
+    assert [r["step"] for r in resumed] == list(range(1, 10))
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in whole]  # exact resume, no step twice
+    a, b = (load_checkpoint(tmp_path / d / "checkpoint.pt")["net"] for d in ("whole", "killed"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sigkill_leaves_a_whole_checkpoint_to_resume_from(train_dir, tmp_path):
     run_dir = tmp_path / "k"
-    interval_s = 1.0
     proc = subprocess.Popen(cli("train", "pretrain", "--train-dirs", train_dir, "--patch", 16, "--batch", 2,
                                 "--channels", 8, "--depth", 3, "--val-every", 0, "--device", "cpu",
-                                "--checkpoint-minutes", interval_s / 60, "--run-dir", run_dir),
+                                "--checkpoint-minutes", 0, "--run-dir", run_dir),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = run_dir / "checkpoint.pt"
     deadline = time.time() + 120
-    while time.time() < deadline and not (ckpt.exists() and time.time() - ckpt.stat().st_mtime < 0.5
-                                          and load_checkpoint(ckpt)["step"] >= 3):
+    while time.time() < deadline and not (ckpt.exists() and load_checkpoint(ckpt)["step"] >= 60):
         time.sleep(0.1)
-    time.sleep(0.4)
-    proc.send_signal(signal.SIGKILL)
+    proc.send_signal(signal.SIGKILL)  # checkpointing every step: most likely while one is being written
     proc.wait()
-    killed_at = time.time()
     state = load_checkpoint(ckpt)  # never a half-written file: atomic rename
-    assert killed_at - ckpt.stat().st_mtime <= interval_s + 1.0  # slack: one step and the poll
-    logged = [json.loads(l)["step"] for l in (run_dir / "log.jsonl").read_text().splitlines()] if (
-        run_dir / "log.jsonl").exists() else []
-    assert state["step"] >= 3 and (not logged or max(logged) >= state["step"] - 50)
+    assert state["step"] >= 60
     # --resume takes the run's saved config: only what changes (here the step count) is given again
     rc = subprocess.run(cli("train", "pretrain", "--run-dir", run_dir, "--steps", state["step"] + 2, "--resume"),
                         capture_output=True, text=True)
     assert rc.returncode == 0, rc.stderr[-2000:]
     assert load_checkpoint(ckpt)["step"] == state["step"] + 2
     assert load_checkpoint(ckpt)["net"]["convs.0.weight"].shape[0] == 8  # the run's 8 channels, not the default
+    logged = [json.loads(line)["step"] for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert logged == sorted(set(logged)) and 50 in logged  # logged every 50 steps, none twice
     rc = subprocess.run(cli("train", "pretrain", "--run-dir", tmp_path / "none", "--resume"),
                         capture_output=True, text=True)
     assert rc.returncode == 2 and "no run to resume there" in rc.stderr
 
 
-def test_time_budget_and_sigterm_stop_cleanly(train_dir, tmp_path):
-    t0 = time.time()
-    run_pretrain(pre_cfg(train_dir, tmp_path / "t", steps=10 ** 6, time_budget="2s"))
-    assert time.time() - t0 < 60
-    assert load_checkpoint(tmp_path / "t/checkpoint.pt")["step"] >= 1
+def test_sigterm_stops_cleanly(train_dir, tmp_path):
     proc = subprocess.Popen(cli("train", "pretrain", "--train-dirs", train_dir, "--patch", 16, "--batch", 2,
                                 "--channels", 8, "--depth", 3, "--val-every", 0, "--device", "cpu",
                                 "--run-dir", tmp_path / "s"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -347,6 +344,70 @@ def test_time_budget_and_sigterm_stop_cleanly(train_dir, tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
     assert load_checkpoint(tmp_path / "s/checkpoint.pt")["step"] >= 1
+
+
+def folder_state(folder) -> dict:
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.iterdir())}
+
+
+def run_cli(capsys, *args) -> tuple[int, str]:
+    from mzsr.cli import main
+
+    rc = main([str(a) for a in args])
+    return rc, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stage, option, value", [("pretrain", "--steps", -1), ("pretrain", "--checkpoint-minutes", -1),
+                                                  ("pretrain", "--batch", 0), ("pretrain", "--patch", 0),
+                                                  ("meta", "--patch", 0), ("meta", "--meta-batch", 0),
+                                                  ("meta", "--val-steps", -1), ("kernel", "--batch", 0),
+                                                  ("pretrain", "--time-budget", "soon")])
+def test_an_option_out_of_range_is_named_and_nothing_is_made(train_dir, tmp_path, capsys, stage, option, value):
+    rc, err = run_cli(capsys, "train", stage, "--train-dirs", train_dir, "--run-dir", tmp_path / "r", option, value)
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert (option in err) if option != "--time-budget" else "soon" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_bad_config_file_is_named(train_dir, tmp_path, capsys):
+    path = tmp_path / "cfg.json"
+    for text, problem in (('{"steps": 3', "not valid JSON"), ('{"steps": "many"}', "steps must be an integer"),
+                          ('[1, 2]', "one JSON object"), ('{"batch": 0}', "batch must be ≥ 1, got 0")):
+        path.write_text(text)
+        rc, err = run_cli(capsys, "train", "pretrain", "--config", path, "--run-dir", tmp_path / "r")
+        assert rc == 2 and err.startswith(f"mzsr: error: {path}: ") and problem in err, err
+        assert "Traceback" not in err and not (tmp_path / "r").exists()
+
+
+def test_a_failed_resume_changes_nothing(train_dir, tmp_path, capsys):
+    run_dir = tmp_path / "f"
+    run_pretrain(pre_cfg(train_dir, run_dir, steps=2))
+    before = folder_state(run_dir)
+    rc, err = run_cli(capsys, "train", "pretrain", "--run-dir", run_dir, "--resume", "--steps", -1)
+    assert rc == 2 and "--steps must be ≥ 0, got -1" in err
+    rc, err = run_cli(capsys, "train", "pretrain", "--run-dir", run_dir, "--resume", "--channels", 16)
+    assert rc == 2 and f"{run_dir / 'checkpoint.pt'}: does not fit this run's network" in err
+    assert folder_state(run_dir) == before
+    ckpt = run_dir / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    before = folder_state(run_dir)
+    rc, err = run_cli(capsys, "train", "pretrain", "--run-dir", run_dir, "--resume", "--steps", 4)
+    assert rc == 2 and f"{ckpt}: truncated or corrupt checkpoint" in err and "Traceback" not in err
+    assert folder_state(run_dir) == before
+
+
+def test_an_old_run_resumes_without_its_retired_options(train_dir, tmp_path, tiny_model, capsys):
+    """A run folder written before ema, meta_lr_warmup, first_order_steps and freeze_weights were retired."""
+    run_dir = tmp_path / "old"
+    run_meta(MetaConfig(**meta_args(str(tiny_model), str(run_dir), steps=1, train_dirs=[str(train_dir)])))
+    record = json.loads((run_dir / "run.json").read_text())
+    record["config"].update(ema=0.0, meta_lr_warmup=0, first_order_steps=0, freeze_weights=False)
+    (run_dir / "run.json").write_text(json.dumps(record))
+    rc, err = run_cli(capsys, "train", "meta", "--run-dir", run_dir, "--resume", "--steps", 2)
+    assert rc == 0, err
+    assert (f"mzsr: warning: {run_dir}: saved config: ignoring retired options ema, first_order_steps, "
+            "freeze_weights, meta_lr_warmup") in err
+    assert load_checkpoint(run_dir / "checkpoint.pt")["step"] == 2
 
 
 def single_and_ddp(args: list, tmp_path):
@@ -390,42 +451,23 @@ def test_pretrain_ddp_gloo_two_processes_equal_single_process(train_dir, tmp_pat
 
 
 def test_validation_kernels_are_chosen_by_name(tiny_model, data):
-    from mzsr.train.meta import tune_step_lrs
+    from mzsr.models import load_model
 
     cfg = MetaConfig(val_limit=1, val_crop=32, val_steps=[0, 1], val_kernels=["iso0.2", "iso2.0"], device="cpu")
-    scores = tune_step_lrs(tiny_model, cfg, {})[0][2]
+    model = load_model(tiny_model, "cpu")
+    scores = validate(model.net, val_sets(cfg), model.params, 2, "direct", [0, 1], [0.01])
     assert set(scores) == {"iso0.2_mzsr0", "iso0.2_mzsr1", "iso2.0_mzsr0", "iso2.0_mzsr1", "score", "min_gain"}
     assert scores["score"] == pytest.approx((scores["iso0.2_mzsr1"] + scores["iso2.0_mzsr1"]) / 2, abs=1e-3)
     assert scores["min_gain"] == pytest.approx(min(scores[f"{k}_mzsr1"] - scores[f"{k}_mzsr0"]
                                                    for k in ("iso0.2", "iso2.0")), abs=1e-3)
-    with pytest.raises(ValueError, match="val_kernels: iso9.9: choose from iso2.0, ani4-1, iso0.2"):
-        tune_step_lrs(tiny_model, MetaConfig(val_kernels=["iso9.9"], device="cpu"), {})
+    zero = validate(model.net, val_sets(cfg), model.params, 2, "direct", [0, 1], [0.0])
+    assert zero["iso2.0_mzsr1"] == zero["iso2.0_mzsr0"] != scores["iso2.0_mzsr1"]  # a zero step leaves the weights
 
 
 def test_selection_puts_weights_that_adapting_improves_first():
-    from mzsr.train.meta import selection_value
-
     helps, hurts = {"score": 30.0, "min_gain": 0.3}, {"score": 30.5, "min_gain": -0.1}
     assert selection_value(hurts, 0.0) < selection_value(helps, 0.0) == 30.0
     assert selection_value(helps, 0.5) < selection_value(hurts, 0.0)  # a 0.3 dB gain is short of 0.5
     assert selection_value(hurts, -math.inf) > selection_value(helps, -math.inf)  # no rule: the score alone
     assert selection_value(hurts, 0.0) > selection_value({"score": 30.4, "min_gain": -0.1}, 0.0)
     assert selection_value({"score": 30.5}, 0.0) == 30.5  # MZSR(0) not validated: nothing to compare
-
-
-def test_tune_step_lrs_ranks_candidates_on_validation(tiny_model, data):
-    from mzsr.train.meta import tune_step_lrs
-
-    cfg = MetaConfig(val_limit=1, val_crop=32, val_steps=[1, 2], device="cpu")
-    rows = tune_step_lrs(tiny_model, cfg, {"zero": [0.0], "big": [0.5]})
-    assert {r[0] for r in rows} == {"zero", "big", "card", "card×0.75", "card×1.25", "card, then ×0.5",
-                                    "card, then ×1.5", "card, then ×2"}  # the model's own compete
-    lrs = dict((r[0], r[1]) for r in rows)
-    assert lrs["card×1.25"] == [0.0125]  # the tiny model's card has [0.01]
-    assert lrs["card, then ×2"] == [0.01, 0.02]  # its first step kept, the rest doubled
-    scores = [r[2]["score"] for r in rows]
-    assert scores == sorted(scores, reverse=True)
-    by_name = dict((r[0], r[2]) for r in rows)
-    assert by_name["zero"]["iso2.0_mzsr1"] == by_name["zero"]["iso2.0_mzsr2"]  # a zero step leaves the weights
-    assert by_name["card, then ×2"]["iso2.0_mzsr1"] == by_name["card"]["iso2.0_mzsr1"]
-    assert by_name["card, then ×2"]["iso2.0_mzsr2"] != by_name["card"]["iso2.0_mzsr2"]

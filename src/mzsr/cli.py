@@ -158,9 +158,6 @@ def _train_parsers(sub) -> None:
         p.add_argument("--resume", action="store_true",
                        help="continue the run in --run-dir exactly, with its saved config (options given override it)")
         p.set_defaults(config_cls=cls)
-    tu = stages.add_parser("tune-step-lrs", help="compare test-time step schedules on the validation set")
-    tu.add_argument("weights", help="a model name or .safetensors path")
-    add_config_args(tu, MetaConfig)
     ex = stages.add_parser("export", help="ship a trained model inside the package (weights + card)")
     ex.add_argument("weights", type=Path, help="a run's best.safetensors (its .json card beside it)")
     ex.add_argument("--name", required=True, help="shipped model name, e.g. direct-x2")
@@ -376,13 +373,6 @@ def main(argv=None) -> int:
             return cmd_models(args)
         if args.command == "benchmark":
             return cmd_benchmark(args)
-        if args.stage == "tune-step-lrs":
-            from .train.meta import MetaConfig, tune_step_lrs
-
-            cfg = build_config(MetaConfig, args)
-            for name, lrs, scores in tune_step_lrs(args.weights, cfg):
-                print(f"{name:>18} {lrs}: " + " ".join(f"{k} {v:.3f}" for k, v in scores.items()))
-            return 0
         if args.stage == "export":
             from .models import ship
 
@@ -398,11 +388,12 @@ def main(argv=None) -> int:
                 extra["benchmark"] = {k: v for r in found for k, v in model_scores(r, args.name, digest).items()}
             print(ship(model, args.name, args.base, args.notes, **extra))
             return 0
-        base = None
+        base, source = None, "saved config"
         if args.resume:  # the run's own config; options given now override it (e.g. a new --time-budget)
             from .train.loop import saved_config
-            base = saved_config(args.cfg_run_dir or args.config_cls.run_dir)
-        cfg = build_config(args.config_cls, args, base)
+            run_dir = Path(args.cfg_run_dir or args.config_cls.run_dir)
+            base, source = saved_config(run_dir), f"{run_dir}: saved config"
+        cfg = build_config(args.config_cls, args, base, source)
         if args.stage == "pretrain":
             from .train.pretrain import run
         elif args.stage == "kernel":

@@ -11,29 +11,12 @@ RELEASE_STEP_LRS = {
 }
 
 
-# Test-time schedules that `mzsr train tune-step-lrs` compares on the validation set for a trained model.
-STEP_LR_CANDIDATES = {
-    "inner-loop": [0.01],  # the meta-training inner step size, kept for every step
-    "release-direct-x2": RELEASE_STEP_LRS["direct-x2"],
-    "release-bicubic-x2": RELEASE_STEP_LRS["bicubic-x2"],
-    "release-direct-x4": RELEASE_STEP_LRS["direct-x4"],
-    "decaying": [0.01, 0.01, 0.005, 0.005, 0.0025],
-    "half": [0.005],
-    "double-first": [0.02, 0.005],
-}
-
-
 def step_lr(step_lrs: list, i: int, name: str) -> float:
     """Learning rate of parameter ``name`` at test-time step ``i``. Each entry of ``step_lrs`` is one rate for
     every parameter, or a ``{name: rate}`` dict (learned per layer, MAML++'s LSLR); the last entry repeats
     beyond the list's end."""
     rate = step_lrs[min(i, len(step_lrs) - 1)]
     return float(rate[name]) if isinstance(rate, dict) else float(rate)
-
-
-def scale_step_lrs(step_lrs: list, factor: float) -> list:
-    """Every rate of a test-time schedule (scalar or learned ``{name: rate}`` entries) times ``factor``."""
-    return [{k: v * factor for k, v in r.items()} if isinstance(r, dict) else r * factor for r in step_lrs]
 
 
 # Benchmark fine-tuning baseline: from this many steps on, Adam on the whole image (SGD with the schedule above
@@ -45,13 +28,6 @@ FINETUNE_ADAM_LR = 1e-4
 def pretrain_lr(step: int, base: float = 4e-4, halve_every: int = 100_000, floor: float = 1e-4) -> float:
     """Stage 1 (spec §3): Adam 4e-4 halved every ``halve_every`` steps, never below ``floor``."""
     return max(base * 0.5 ** (step // halve_every), floor)
-
-
-def meta_lr(step: int, base: float, warmup: int = 0) -> float:
-    """Stage 2's outer (Adam) rate at meta-iteration ``step``: ``base``, ramped up linearly over the first
-    ``warmup`` iterations (0: no ramp). A run going on from trained weights starts Adam afresh, and fresh Adam's
-    first updates are ~``base`` in every weight however noisy its gradient: the ramp softens that jolt."""
-    return base if warmup <= 0 else base * min(1.0, (step + 1) / warmup)
 
 
 def multi_step_weights(step: int, inner_steps: int, anneal_steps: int = 3300,

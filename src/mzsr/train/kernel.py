@@ -4,45 +4,42 @@ the kernel's log-covariance (L1). Validation: the mean error on fixed Set14 patc
 """
 from __future__ import annotations
 
-import dataclasses
-import json
-from dataclasses import field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 
-from ..config import config
+from ..config import config, option
 from ..degrade import degrade_torch
-from ..io import atomic_write, data_root
 from ..estimate.predictor import KernelNet, random_kernels
+from ..io import hr_files
 from ..schedules import predictor_lr
-from .common import make_sampler, open_run
+from .common import make_sampler
 from .data import PatchSampler, load_images
-from .loop import Clock, RunLog, code_version, drive, parse_duration, save_training, start_or_resume
+from .driver import Evaluation, train
 
 
 @config
 class KernelConfig:
-    scale: int = 2
-    downsample: Literal["direct", "bicubic"] = "direct"
-    train_dirs: list[str] = field(default_factory=list)  # empty: T91 + BSDS500_test under $MZSR_DATA
-    patch: int = 64  # LR pixels per side (the HR patch is scale times larger)
-    batch: int = 16
-    steps: int = 100_000
-    lr: float = 1e-3
-    lr_drop_at: int = 0  # from this step on, lr / 10 (0: never); e.g. set on --resume for a final phase
-    channels: int = 32
-    val_every: int = 500  # 0: no validation
-    val_size: int = 256  # Set14 patches (each with its own fixed random kernel)
-    checkpoint_minutes: float = 3.0
-    time_budget: str = ""
-    seed: int = 0
-    device: str = "auto"
-    run_dir: str = "runs/kernel-predictor-x2"
+    scale: int = option(2, "scale factor", at_least=2)
+    downsample: Literal["direct", "bicubic"] = option("direct", "the subsampling after the blur")
+    train_dirs: list[str] = option([], "folders of HR training images (empty: T91 and BSDS500_test under $MZSR_DATA)")
+    patch: int = option(64, "LR patch side (the HR patch is scale times larger)", at_least=1)
+    batch: int = option(16, "patches per step", at_least=1)
+    steps: int = option(100_000, "training steps", at_least=0)
+    lr: float = option(1e-3, "Adam learning rate", above=0)
+    lr_drop_at: int = option(0, "from this step on, a tenth of lr (0: never), e.g. set on --resume for a final "
+                             "phase", at_least=0)
+    channels: int = option(32, "feature channels of the predictor", at_least=1)
+    val_every: int = option(500, "steps between validations (0: none)", at_least=0)
+    val_size: int = option(256, "Set14 validation patches, each with its own fixed random kernel", at_least=1)
+    checkpoint_minutes: float = option(3.0, "minutes between checkpoints", at_least=0)
+    time_budget: str = option("", "stop cleanly after this long, e.g. 90m or 2h (empty: no limit)")
+    seed: int = option(0, "seed of the initial weights, the patch and kernel draws", at_least=0)
+    device: str = option("auto", "auto, cpu or cuda")
+    run_dir: str = option("runs/kernel-predictor-x2", "run folder: config, log, checkpoint and best weights")
 
 
 def make_batch(hr: torch.Tensor, rng: np.random.Generator, cfg: KernelConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,68 +50,59 @@ def make_batch(hr: torch.Tensor, rng: np.random.Generator, cfg: KernelConfig) ->
 
 
 def validation_set(cfg: KernelConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    files = sorted((data_root() / "benchmark" / "Set14" / "HR").glob("*.png"))
-    sampler = PatchSampler(load_images(files), cfg.patch * cfg.scale, np.random.default_rng(cfg.seed + 1))
+    sampler = PatchSampler(load_images(hr_files("Set14")), cfg.patch * cfg.scale, np.random.default_rng(cfg.seed + 1))
     return make_batch(sampler.batch(cfg.val_size), np.random.default_rng(cfg.seed + 2), cfg)
 
 
-def save_predictor(path: Path, net: KernelNet, card: dict) -> None:
-    tensors = {k: v.detach().float().cpu().contiguous() for k, v in net.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp))
-    atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(card, indent=1) + "\n"))
+class KernelStage:
+    """One Adam step on the L1 error of the predicted log-covariances."""
+    log_every = 50
+    minimise = True
 
+    def __init__(self, cfg: KernelConfig, files: list[Path], device, ddp, validating: bool):
+        self.cfg, self.device, self.ddp = cfg, device, ddp
+        self.sampler, self.rng = make_sampler(files, cfg.patch * cfg.scale, cfg.seed)
+        self.net = KernelNet(cfg.channels).to(device)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.model = torch.nn.parallel.DistributedDataParallel(self.net) if ddp.world > 1 else self.net
+        self.val = validation_set(cfg) if validating else None
+        self.desc = f"kernel predictor ×{cfg.scale}"
 
-def run(cfg: KernelConfig, resume: bool = False) -> Path:
-    stop, device, ddp, run_dir, files = open_run(cfg, resume)
-    sampler, rng = make_sampler(files, cfg.patch * cfg.scale, cfg.seed)
-    net = KernelNet(cfg.channels).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    ckpt = run_dir / "checkpoint.pt"
-    step, best, curve, wall, _ = start_or_resume(ckpt, net, opt, rng, resume, worst=float("inf"))
-    model = torch.nn.parallel.DistributedDataParallel(net) if ddp.world > 1 else net
-    val_x, val_y = validation_set(cfg) if ddp.main and cfg.val_every > 0 else (None, None)
-    log = RunLog(run_dir, ddp.main)
-    clock = Clock(parse_duration(cfg.time_budget), cfg.checkpoint_minutes * 60)
-    wall0 = wall
-
-    def train_step(i: int) -> dict:
-        x, y = make_batch(sampler.batch(cfg.batch), rng, cfg)  # every rank draws the batch, keeps its share
-        x, y = x[ddp.rank::ddp.world].to(device), y[ddp.rank::ddp.world].to(device)
-        for group in opt.param_groups:
-            group["lr"] = predictor_lr(i, cfg.lr, cfg.lr_drop_at)
-        loss = F.l1_loss(model(x), y)
-        opt.zero_grad(set_to_none=True)
+    def train_step(self, step: int) -> dict:
+        cfg, ddp = self.cfg, self.ddp
+        x, y = make_batch(self.sampler.batch(cfg.batch), self.rng, cfg)  # every rank draws it, keeps its share
+        x, y = x[ddp.rank::ddp.world].to(self.device), y[ddp.rank::ddp.world].to(self.device)
+        for group in self.opt.param_groups:
+            group["lr"] = predictor_lr(step, cfg.lr, cfg.lr_drop_at)
+        loss = F.l1_loss(self.model(x), y)
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        if ddp.main and (i + 1) % 50 == 0:
-            log.write(step=i + 1, loss=loss.item(), time=round(wall0 + clock.elapsed(), 1))
-        return {"loss": f"{loss.item():.3f}"}
+        self.opt.step()
+        return {"loss": loss.item()}
 
-    def evaluate(i: int) -> str:
-        nonlocal best
-        net.eval()
+    def evaluate(self) -> Evaluation:
+        val_x, val_y = self.val
+        self.net.eval()
         with torch.no_grad():
-            err = (net(val_x.to(device)) - val_y.to(device)).abs().mean(0).cpu()
-        net.train()
+            err = (self.net(val_x.to(self.device)) - val_y.to(self.device)).abs().mean(0).cpu()
+        self.net.train()
         score = float(err.mean())
-        curve.append({"step": i, "val_log_cov_l1": round(score, 4)})
-        log.write(step=i, val_log_cov_l1=score, val_per_entry=[round(float(e), 4) for e in err])
-        if score < best:
-            best = score
-            card = {"name": f"predictor-{cfg.downsample}-x{cfg.scale}", "scale": cfg.scale,
-                    "downsample": cfg.downsample, "channels": cfg.channels,
-                    "training": {"config": dataclasses.asdict(cfg),
-                                 "data": sorted({str(Path(f).parent) for f in files}), "data_files": len(files),
-                                 "steps": i, "wall_time_s": round(wall0 + clock.elapsed(), 1),
-                                 "code_version": code_version()},
-                    "metrics": {"set14_val_log_cov_l1": round(score, 4)}, "validation_curve": curve}
-            save_predictor(run_dir / "best.safetensors", net, card)
-        return f"step {i}: Set14 patches, mean |log-covariance error| {score:.4f}"
+        return Evaluation(score, {"val_log_cov_l1": round(score, 4)},
+                          {"val_log_cov_l1": score, "val_per_entry": [round(float(e), 4) for e in err]},
+                          {"set14_val_log_cov_l1": round(score, 4)},
+                          f"Set14 patches, mean |log-covariance error| {score:.4f}")
 
-    def checkpoint(i: int) -> None:
-        save_training(ckpt, net, opt, rng, dict(step=i, best=best, curve=curve, wall=wall0 + clock.elapsed()),
-                      dataclasses.asdict(cfg))
+    def state(self) -> dict:
+        return {}
 
-    drive(step=step, total=cfg.steps, desc=f"kernel predictor ×{cfg.scale}", ddp=ddp, stop=stop, clock=clock,
-          val_every=cfg.val_every, train_step=train_step, evaluate=evaluate, checkpoint=checkpoint)
-    return run_dir
+    def load_state(self, saved: dict) -> None:
+        pass
+
+    def card(self, training: dict, metrics: dict, curve: list[dict]) -> dict:
+        cfg = self.cfg
+        return {"name": f"predictor-{cfg.downsample}-x{cfg.scale}", "scale": cfg.scale, "downsample": cfg.downsample,
+                "channels": cfg.channels, "training": training, "metrics": metrics, "validation_curve": curve}
+
+
+def run(cfg: KernelConfig, resume: bool = False, clock=None) -> Path:
+    return train(cfg, KernelStage, resume, clock)

@@ -1,19 +1,20 @@
-"""What both training stages share: run folders, atomic checkpoints, exact resume, signals, time budget,
-JSONL logs, distributed setup (torchrun) and the model export."""
+"""The plumbing under the training driver (``mzsr.train.driver``): run folders, atomic checkpoints, RNG streams,
+signals, the clock, JSONL logs and the distributed setup (torchrun)."""
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import signal
 import subprocess
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from ..io import atomic_write
 
@@ -108,38 +109,26 @@ def set_rng_state(rng: np.random.Generator, state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
+CHECKPOINT_KEYS = ("net", "opt", "rng", "step", "best", "curve", "wall")
+
+
 def save_checkpoint(path: Path, **state) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def save_training(path: Path, net, opt, rng: np.random.Generator, progress: dict, config: dict) -> None:
-    """Everything an exact resume needs: weights, optimizer, RNG streams, step, best score, curve, wall time."""
-    save_checkpoint(path, net=net.state_dict(), opt=opt.state_dict(), rng=rng_state(rng), config=config,
-                    **progress)
-
-
-def resume_training(path: Path, net, opt, rng: np.random.Generator) -> dict:
-    """Load a checkpoint into ``net``, ``opt`` and ``rng``; returns the progress saved with it (step, best,
-    curve, wall and whatever else the stage keeps)."""
-    state = load_checkpoint(path)
-    net.load_state_dict(state["net"])
-    opt.load_state_dict(state["opt"])
-    set_rng_state(rng, state["rng"])
-    return {k: v for k, v in state.items() if k not in ("net", "opt", "rng", "config")}
-
-
-def start_or_resume(ckpt: Path, net, opt, rng: np.random.Generator, resume: bool, worst: float):
-    """(step, best score, validation curve, wall seconds, everything saved): a fresh run's (nothing saved:
-    ``{}``), or with ``resume`` those saved in ``ckpt``, whose weights, optimizer and RNG streams are then
-    restored too; a stage reads what else it keeps from the last item."""
-    if resume and ckpt.exists():
-        progress = resume_training(ckpt, net, opt, rng)
-        return (*(progress[k] for k in ("step", "best", "curve", "wall")), progress)
-    return 0, worst, [], 0.0, {}
+    """A checkpoint's contents; ``ValueError`` naming the file when it is truncated, corrupt or not a training
+    checkpoint."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
+            AttributeError) as e:
+        reason = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+        raise ValueError(f"{path}: truncated or corrupt checkpoint ({reason})") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{path}: not a training checkpoint (no {', '.join(missing)})")
+    return state
 
 
 class RunLog:
@@ -154,16 +143,25 @@ class RunLog:
             with self.path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
 
+    def keep_until(self, step: int) -> None:
+        """Drop the records after ``step`` (a resumed run's checkpoint; -1: all), which the run repeats."""
+        if self.enabled and self.path.exists():
+            kept = [r for r in self.records() if r.get("step", 0) <= step]
+            atomic_write(self.path, lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in kept)))
+
     def records(self) -> list[dict]:
         if not self.path.exists():
             return []
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
 
 
-def prepare_run_dir(run_dir: Path, config: dict, data_files: list, resume: bool) -> None:
-    """Create the run folder and keep its resolved config, data list and code version beside the weights."""
-    if run_dir.exists() and (run_dir / "checkpoint.pt").exists() and not resume:
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    if (run_dir / "checkpoint.pt").exists() and not resume:
         raise FileExistsError(f"{run_dir} already holds a run: pass --resume to continue it or pick another --run-dir")
+
+
+def prepare_run_dir(run_dir: Path, config: dict, data_files: list) -> None:
+    """Create the run folder and keep its resolved config, data list and code version beside the weights."""
     run_dir.mkdir(parents=True, exist_ok=True)
     meta = {"config": config, "code_version": code_version(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     name = "run.json" if not (run_dir / "run.json").exists() else f"run-resume-{int(time.time())}.json"
@@ -176,56 +174,28 @@ def saved_config(run_dir: Path) -> dict:
     records = sorted(Path(run_dir).glob("run-resume-*.json")) or [Path(run_dir) / "run.json"]
     if not records[-1].is_file():
         raise FileNotFoundError(f"{run_dir}: no run to resume there (no run.json)")
-    return json.loads(records[-1].read_text())["config"]
+    try:
+        return json.loads(records[-1].read_text())["config"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{records[-1]}: not a readable run record ({e.__class__.__name__}: {e})") from None
 
 
 class Clock:
-    """Wall-clock budget and checkpoint interval."""
+    """Wall-clock budget and checkpoint interval, read from ``now`` (seconds; a test passes its own)."""
 
-    def __init__(self, budget_s: float | None, checkpoint_s: float):
-        self.start = self.last_ckpt = time.monotonic()
+    def __init__(self, budget_s: float | None, checkpoint_s: float, now=time.monotonic):
+        self.now = now
+        self.start = self.last_ckpt = now()
         self.budget_s, self.checkpoint_s = budget_s, checkpoint_s
 
     def elapsed(self) -> float:
-        return time.monotonic() - self.start
+        return self.now() - self.start
 
     def out_of_budget(self) -> bool:
         return self.budget_s is not None and self.elapsed() >= self.budget_s
 
     def checkpoint_due(self) -> bool:
-        if time.monotonic() - self.last_ckpt >= self.checkpoint_s:
-            self.last_ckpt = time.monotonic()
+        if self.now() - self.last_ckpt >= self.checkpoint_s:
+            self.last_ckpt = self.now()
             return True
         return False
-
-
-def drive(*, step: int, total: int, desc: str, ddp: Distributed, stop: StopFlag, clock: Clock, val_every: int,
-          train_step, evaluate, checkpoint) -> int:
-    """The loop both stages share; returns the last step done.
-
-    ``train_step(step) -> dict`` does one update (the dict goes to the progress bar); ``evaluate(step) -> str``
-    validates and keeps the best model (``None`` or ``val_every`` 0 disables it); ``checkpoint(step)`` saves.
-    Validation also runs at the last step and when stopping (budget or signal), so the end is never unscored.
-    """
-    validating = ddp.main and evaluate is not None and val_every > 0
-    bar = tqdm(total=total, initial=step, disable=not ddp.main, desc=desc, unit="step")
-    if validating and step == 0:
-        bar.write(evaluate(0))
-    while step < total:
-        postfix = train_step(step)
-        step += 1
-        bar.update()
-        bar.set_postfix(postfix)
-        stopping = ddp.any(stop.requested or clock.out_of_budget())
-        if validating and (step % val_every == 0 or step == total or stopping):
-            bar.write(evaluate(step))
-        if stopping:
-            break
-        if clock.checkpoint_due() and ddp.main:
-            checkpoint(step)
-    if ddp.main:
-        checkpoint(step)
-    bar.close()
-    ddp.close()
-    stop.restore()
-    return step
