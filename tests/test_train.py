@@ -396,6 +396,7 @@ def test_a_failed_resume_changes_nothing(train_dir, tmp_path, capsys):
     assert folder_state(run_dir) == before
 
 
+@pytest.mark.filterwarnings("always::UserWarning")
 def test_an_old_run_resumes_without_its_retired_options(train_dir, tmp_path, tiny_model, capsys):
     """A run folder written before ema, meta_lr_warmup, first_order_steps and freeze_weights were retired."""
     run_dir = tmp_path / "old"
