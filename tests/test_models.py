@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from mzsr.bench.runner import fingerprint
+from mzsr.models import fingerprint
 from mzsr.kernels import gaussian_kernel
 from mzsr.models import ModelError, available, load_model, model_for_kernel, read_card, save_model
 from mzsr.net import SRNet

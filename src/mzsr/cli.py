@@ -379,7 +379,8 @@ def main(argv=None) -> int:
             extra = {"step_lrs": args.step_lrs} if args.step_lrs else {}
             model = load_model(args.weights)
             if args.results:
-                from .bench.runner import fingerprint, model_scores, read_json
+                from .bench.runner import model_scores, read_json
+                from .models import fingerprint
                 found = [read_json(f) for f in args.results]
                 bad = [str(f) for f, r in zip(args.results, found) if r is None]
                 if bad:

@@ -1,6 +1,7 @@
 """Shipped weights and their model cards: safetensors + JSON side by side, loaded by name or path."""
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,3 +214,13 @@ def ship(src, name: str, base: str | None = None, notes: str | None = None, **ca
     dest = WEIGHTS_DIR / f"{name}.safetensors"
     save_model(dest, model.net.state_dict(), card)
     return dest
+
+
+def fingerprint(model: Model) -> dict:
+    """What identifies a model's results: its weights' digest and its step learning rates. Not its name, so
+    cells measured with a run's ``best.safetensors`` are reused once it ships under a model name."""
+    h = hashlib.sha256()
+    for name in sorted(model.params):
+        h.update(name.encode())
+        h.update(model.params[name].detach().cpu().numpy().tobytes())
+    return {"sha256": h.hexdigest()[:16], "step_lrs": model.step_lrs}

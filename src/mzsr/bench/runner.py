@@ -10,7 +10,6 @@ shave = scale.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -23,10 +22,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..api import Upscaler
 from ..io import ImageError, atomic_write, hr_files, write_image
 from ..metrics import psnr_y, ssim_y
-from ..api import Upscaler
-from ..models import Model, ModelError, load_model
+from ..models import Model, ModelError, fingerprint, load_model
 from ..runtime import device_label, pick_device
 from ..zssr import REVISION as ZSSR_REVISION
 from .curve import psnr_vs_steps
@@ -34,16 +33,6 @@ from .methods import Method, parse_method, run_method
 from .scenarios import PAPER_SETS, Scenario, default_scenarios, degraded_input, get_scenario, ground_truth, paper_value
 
 DEFAULT_METHODS = ("bicubic", "zssr", "finetune1", "finetune10", "finetune100", "mzsr1", "mzsr10")
-
-
-def fingerprint(model: Model) -> dict:
-    """What identifies a model's results: its weights' digest and its step learning rates. Not its name, so
-    cells measured with a run's ``best.safetensors`` are reused once it ships under a model name."""
-    h = hashlib.sha256()
-    for name in sorted(model.params):
-        h.update(name.encode())
-        h.update(model.params[name].detach().cpu().numpy().tobytes())
-    return {"sha256": h.hexdigest()[:16], "step_lrs": model.step_lrs}
 
 
 @dataclass
