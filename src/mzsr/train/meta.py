@@ -54,6 +54,11 @@ class MetaConfig:
     # the cap on the task kernels' smaller variance (0 = none, the paper's): a specialist for sharp kernels, such as
     # those mzsr.models.model_for_kernel sends to the narrow-kernel model
     kernel_minor_max: float = 0.0
+    # real photos (mzsr.train.data.task_corruption): the most noise σ (grey levels of 0..255), drawn U[0, max] per
+    # task; the lowest JPEG quality, drawn U{q..95} per task; the share of tasks with neither (0, 0: clean only)
+    task_noise: float = 0.0
+    task_jpeg: int = 0
+    clean_share: float = 0.0
     inner_steps: int = 5
     inner_lr: float = 0.01
     learn_step_lrs: bool = False  # LSLR: per-layer, per-step inner rates, learned from inner_lr
@@ -76,6 +81,10 @@ class MetaConfig:
     val_crop: int = 256
     val_steps: list[int] = field(default_factory=lambda: [0, 1, 10])
     val_kernels: list[str] = field(default_factory=lambda: ["iso2.0", "ani4-1"])  # names in VAL_KERNELS
+    # also score the first val kernel on LRs with this noise σ (grey levels) and JPEG quality, the son corrupted
+    # alike, so that selection weighs real photos too (0, 0: off)
+    val_noise: float = 0.0
+    val_jpeg: int = 0
     # the issue's rule, adapting must help: weights whose MZSR(most val_steps) gains less than this over MZSR(0)
     # on some validation kernel rank below every weights that gain it, whatever their score (--val-min-gain=-inf: off)
     val_min_gain: float = 0.0
@@ -197,7 +206,12 @@ def _validation_sets(cfg: MetaConfig):
     sets = {}
     for name in cfg.val_kernels:
         k = gaussian_kernel(*VAL_KERNELS[name], size=21)
-        sets[name] = (k, set14_pairs(cfg.scale, k, cfg.downsample, cfg.val_limit, cfg.val_crop))
+        sets[name] = (k, set14_pairs(cfg.scale, k, cfg.downsample, cfg.val_limit, cfg.val_crop), 0.0, None)
+    if cfg.val_noise or cfg.val_jpeg:
+        name, jpeg = cfg.val_kernels[0], cfg.val_jpeg or None
+        k = sets[name][0]
+        sets[f"{name}+n{cfg.val_noise:g}q{cfg.val_jpeg}"] = (k, set14_pairs(
+            cfg.scale, k, cfg.downsample, cfg.val_limit, cfg.val_crop, cfg.val_noise, jpeg), cfg.val_noise, jpeg)
     return sets
 
 
@@ -207,9 +221,9 @@ def validate(net, cfg: MetaConfig, sets, params: dict | None = None, step_lrs: l
     params = params if params is not None else {k: v.detach() for k, v in net.named_parameters()}
     device = next(iter(params.values())).device
     scores = {}
-    for name, (k, pairs) in sets.items():
+    for name, (k, pairs, noise, jpeg) in sets.items():
         res = psnr_after_steps(net, params, pairs, k, cfg.scale, cfg.downsample, cfg.val_steps,
-                               cfg.test_step_lrs if step_lrs is None else step_lrs, device)
+                               cfg.test_step_lrs if step_lrs is None else step_lrs, device, noise, jpeg)
         scores.update({f"{name}_mzsr{n}": round(v, 4) for n, v in res.items()})
     adapted = [v for key, v in scores.items() if not key.endswith("_mzsr0")]
     scores["score"] = round(float(np.mean(adapted)), 4)  # selection: mean of MZSR(n≥1) over the kernels
@@ -249,6 +263,14 @@ def check_config(cfg: MetaConfig) -> None:
     if not 0 < cfg.kernel_min_var <= 2.5 * cfg.scale:
         raise ValueError(f"kernel_min_var must be in (0, {2.5 * cfg.scale:g}] (λ1's upper end) at ×{cfg.scale}, "
                          f"got {cfg.kernel_min_var:g}")
+    for opt, value, ok in (("task_noise", cfg.task_noise, 0 <= cfg.task_noise <= 50),
+                           ("task_jpeg", cfg.task_jpeg, cfg.task_jpeg == 0 or 1 <= cfg.task_jpeg <= 95),
+                           ("clean_share", cfg.clean_share, 0 <= cfg.clean_share <= 1),
+                           ("val_noise", cfg.val_noise, 0 <= cfg.val_noise <= 50),
+                           ("val_jpeg", cfg.val_jpeg, cfg.val_jpeg == 0 or 1 <= cfg.val_jpeg <= 95)):
+        if not ok:  # NaN fails every comparison, so it lands here too
+            raise ValueError(f"{opt} out of range (σ 0..50 grey levels, quality 1..95 or 0 = none, share 0..1), "
+                             f"got {value:g}")
     if cfg.kernel_minor_max and not cfg.kernel_minor_max > cfg.kernel_min_var:
         raise ValueError(f"kernel_minor_max must exceed kernel_min_var ({cfg.kernel_min_var:g}), "
                          f"got {cfg.kernel_minor_max:g}")
@@ -285,7 +307,8 @@ def run(cfg: MetaConfig, resume: bool = False) -> Path:
     def train_step(i: int) -> dict:
         # every rank draws the same meta-batch (same seed) and computes its share of the tasks
         tasks = [sample_task(sampler, rng, cfg.scale, cfg.downsample, cfg.n_train, cfg.n_test, cfg.kernel_size,
-                             cfg.kernel_min_var, cfg.kernel_minor_max or None)
+                             cfg.kernel_min_var, cfg.kernel_minor_max or None, cfg.task_noise, cfg.task_jpeg,
+                             cfg.clean_share)
                  for _ in range(cfg.meta_batch)]
         second_order = not cfg.first_order and i >= cfg.first_order_steps
         weights = multi_step_weights(i, cfg.inner_steps, cfg.anneal_steps)

@@ -4,39 +4,62 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ..adapt import adapt, super_resolve, to_image, to_tensor
-from ..degrade import degrade, quantize
+from ..adapt import adapt, l1_grad_tiled, make_son, super_resolve, to_image, to_tensor, upsample
+from ..degrade import corrupt, corrupt_torch, degrade, quantize
 from ..io import hr_files
 from ..metrics import modcrop, psnr_y
+from ..schedules import step_lr
 
 import torch
 
 
 def set14_pairs(scale: int, kernel: np.ndarray | None, downsample: str, limit: int | None = None,
-                crop: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(LR uint8, GT uint8) pairs from ``$MZSR_DATA/benchmark/Set14/HR``; ``crop`` takes a centred HR square."""
+                crop: int | None = None, noise: float = 0.0,
+                jpeg: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(LR uint8, GT uint8) pairs from ``$MZSR_DATA/benchmark/Set14/HR``; ``crop`` takes a centred HR square;
+    ``noise``/``jpeg`` corrupt the LRs (:func:`mzsr.degrade.corrupt`, a fixed seed per image)."""
     pairs = []
-    for f in hr_files("Set14", limit):
+    for i, f in enumerate(hr_files("Set14", limit)):
         with Image.open(f) as im:
             gt = np.asarray(im.convert("RGB"))
         if crop:
             y0, x0 = max((gt.shape[0] - crop) // 2, 0), max((gt.shape[1] - crop) // 2, 0)
             gt = gt[y0: y0 + crop, x0: x0 + crop]
         gt = modcrop(gt, scale)
-        pairs.append((quantize(degrade(gt, kernel, scale, downsample)), gt))
+        lr = degrade(gt, kernel, scale, downsample)
+        lr = corrupt(lr, noise, jpeg, np.random.default_rng(i)) if noise or jpeg else quantize(lr)
+        pairs.append((lr, gt))
     return pairs
 
 
+def adapt_corrupted(net, params: dict, lr: torch.Tensor, kernel: torch.Tensor | None, scale: int, downsample: str,
+                    steps: int, step_lrs: list, noise: float, jpeg: int | None, rng: np.random.Generator,
+                    first_step: int = 0) -> dict:
+    """:func:`mzsr.adapt.adapt` with the son corrupted afresh at each step as a real photo's LR was
+    (:func:`mzsr.degrade.corrupt_torch`): the meta-test the noisy training tasks mirror."""
+    son = make_son(lr, kernel, scale, downsample)
+    for i in range(first_step, first_step + steps):
+        params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        _, grads = l1_grad_tiled(net, params, upsample(corrupt_torch(son, noise, jpeg, rng), lr.shape[-2:]), lr)
+        params = {k: (v - step_lr(step_lrs, i, k) * grads[k]).detach() for k, v in params.items()}
+    return params
+
+
 def psnr_after_steps(net, params, pairs, kernel, scale: int, downsample: str, steps: list[int],
-                     step_lrs: list, device) -> dict[int, float]:
-    """Mean Y-PSNR on the pairs after each number of adaptation steps in ``steps`` (ascending), one pass."""
+                     step_lrs: list, device, noise: float = 0.0, jpeg: int | None = None) -> dict[int, float]:
+    """Mean Y-PSNR on the pairs after each number of adaptation steps in ``steps`` (ascending), one pass; with
+    ``noise``/``jpeg`` the son is corrupted alike (:func:`adapt_corrupted`)."""
     k = None if kernel is None else torch.as_tensor(kernel, dtype=torch.float32, device=device)
     scores = {n: [] for n in steps}
-    for lr_img, gt in pairs:
+    for i, (lr_img, gt) in enumerate(pairs):
         lr = to_tensor(lr_img, device)
         p, done = params, 0
+        rng = np.random.default_rng(i)
         for n in steps:
-            p = adapt(net, p, lr, k, scale, downsample, n - done, step_lrs, first_step=done)
+            if noise or jpeg:
+                p = adapt_corrupted(net, p, lr, k, scale, downsample, n - done, step_lrs, noise, jpeg, rng, done)
+            else:
+                p = adapt(net, p, lr, k, scale, downsample, n - done, step_lrs, first_step=done)
             done = n
             scores[n].append(psnr_y(to_image(super_resolve(net, p, lr, scale)), gt, scale))
     return {n: float(np.mean(v)) for n, v in scores.items()}
