@@ -2,10 +2,12 @@
 only wraps these."""
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 from . import adapt as _adapt
-from .degrade import degrade, quantize
+from .degrade import check_corruption, corrupt, degrade
 from .estimate import estimate_kernel
 from .kernels import KernelSpec, check_kernel, parse_kernel_spec
 from .models import Model, default_model, load_model, model_for_kernel
@@ -138,11 +140,19 @@ def upscale(image: np.ndarray, scale: int = 2, kernel=None, steps: int = 10, met
 
 
 def degrade_image(image: np.ndarray, kernel=None, scale: int = 2, downsample: str | None = None,
-                  noise: float = 0.0, seed: int | None = None) -> np.ndarray:
-    """LR = (HR ⊛ k)↓s + n for a uint8 image, rounded to uint8 (bit-exact with MZSR's test inputs)."""
+                  noise: float = 0.0, seed: int | None = None, jpeg: int | None = None,
+                  name: str | None = None) -> np.ndarray:
+    """LR = (HR ⊛ k)↓s + n for a uint8 image, rounded to uint8 (bit-exact with MZSR's test inputs); then, with
+    ``jpeg``, JPEG-compressed at that quality (:func:`mzsr.degrade.corrupt`).
+
+    ``noise`` is σ in grey levels of 0..255. The noise is drawn from ``seed`` and, when given, the image's
+    ``name`` (e.g. its file's stem), so that an image's result does not depend on the others beside it.
+    """
+    check_corruption(noise, jpeg)
     spec = _as_spec(kernel)
     if spec.kind == "estimate":
         raise ValueError("degrading needs a given kernel ('estimate' is for upscaling)")
     k, downsample = spec.kernel, downsample or _default_downsample(spec, None)
     img = np.asarray(image)
-    return quantize(degrade(img.astype(np.float64), k, scale, downsample, noise, np.random.default_rng(seed)))
+    rng = np.random.default_rng(seed if name is None else [seed or 0, zlib.crc32(name.encode())])
+    return corrupt(degrade(img.astype(np.float64), k, scale, downsample), noise, jpeg, rng)
