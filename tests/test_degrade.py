@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import scipy.ndimage
 import torch
 
 from mzsr.cli import main
@@ -67,3 +68,80 @@ def test_corrupt_adds_seeded_noise_in_grey_levels_then_jpeg(rng):
     t = torch.from_numpy(img / 255.0).permute(2, 0, 1)[None].float()
     back = corrupt_torch(t, jpeg=75)[0].permute(1, 2, 0).numpy() * 255
     assert np.abs(back - jpg).max() < 1e-3
+
+
+def _write_images(folder, names, seed=0):
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    gen = np.random.default_rng(seed)
+    for name in names:  # smooth, as photos are: white noise would be all JPEG error
+        img = scipy.ndimage.gaussian_filter(gen.random((40, 36, 3)), (3, 3, 0))
+        Image.fromarray(np.round(255 * (img - img.min()) / np.ptp(img)).astype(np.uint8)).save(folder / f"{name}.png")
+    return folder
+
+
+def test_cli_degrade_noise_and_jpeg_are_seeded_by_file_name_not_folder(tmp_path, capsys):
+    from conftest import run_cli
+
+    both = _write_images(tmp_path / "both", ["a", "b"])
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "b.png").write_bytes((both / "b.png").read_bytes())
+    for src, out in ((both, "o1"), (alone, "o2"), (both, "o3")):
+        rc, _, err = run_cli(capsys, "degrade", src, "-o", tmp_path / out, "--kernel", "iso:1", "--noise", "5",
+                             "--jpeg", "80", "--seed", "3")
+        assert rc == 0, err
+    b1, b2, a1 = (load_rgb(tmp_path / o / f"{n}.png").astype(int) for o, n in (("o1", "b"), ("o2", "b"), ("o1", "a")))
+    assert np.array_equal(b1, b2) and np.array_equal(b1, load_rgb(tmp_path / "o3/b.png"))
+    clean = tmp_path / "clean"
+    assert run_cli(capsys, "degrade", alone, "-o", clean, "--kernel", "iso:1")[0] == 0
+    assert run_cli(capsys, "degrade", alone, "-o", tmp_path / "n", "--kernel", "iso:1", "--noise", "5")[0] == 0
+    noise = load_rgb(tmp_path / "n/b.png").astype(int) - load_rgb(clean / "b.png")
+    assert np.std(noise) == pytest.approx(5.0, rel=0.15)  # σ in grey levels, added after the blur
+    assert not np.array_equal(b1, load_rgb(tmp_path / "n/b.png"))  # and JPEG on top
+    other = tmp_path / "o4"
+    assert run_cli(capsys, "degrade", alone, "-o", other, "--kernel", "iso:1", "--noise", "5", "--jpeg", "80",
+                   "--seed", "4")[0] == 0
+    assert not np.array_equal(b1, load_rgb(other / "b.png"))
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--noise", "-1", "--noise"), ("--noise", "nan", "--noise"), ("--noise", "inf", "--noise"),
+    ("--jpeg", "0", "--jpeg"), ("--jpeg", "96", "--jpeg")])
+def test_cli_degrade_refuses_bad_noise_and_quality_naming_the_option(tmp_path, capsys, option, value, message):
+    from conftest import run_cli
+
+    src = _write_images(tmp_path / "in", ["a"])
+    rc, _, err = run_cli(capsys, "degrade", src, "-o", tmp_path / "out", "--kernel", "iso:1", option, value)
+    lines = [l for l in err.splitlines() if l.startswith("mzsr: error:")]
+    assert rc == 2 and len(lines) == 1 and message in lines[0] and "Traceback" not in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_cli_degrade_refuses_a_fractional_quality(tmp_path, capsys):
+    from conftest import run_cli
+
+    src = _write_images(tmp_path / "in", ["a"])
+    with pytest.raises(SystemExit):  # argparse's own one-line usage error
+        run_cli(capsys, "degrade", src, "-o", tmp_path / "out", "--kernel", "iso:1", "--jpeg", "80.5")
+    assert "--jpeg" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("noise, jpeg", [(-1.0, None), (float("nan"), None), (0.0, 80.5), (0.0, 0), (0.0, True)])
+def test_api_degrade_image_refuses_bad_values(noise, jpeg):
+    from mzsr.api import degrade_image
+
+    with pytest.raises(ValueError, match="noise" if jpeg is None else "jpeg"):
+        degrade_image(np.zeros((16, 16, 3), np.uint8), "iso:1", 2, noise=noise, jpeg=jpeg)
+
+
+def test_api_degrade_image_clean_is_unchanged_and_name_seeds_the_noise():
+    from mzsr.api import degrade_image
+
+    img = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
+    clean = degrade_image(img, "iso:1", 2)
+    assert np.array_equal(clean, degrade_image(img, "iso:1", 2, noise=0.0, seed=7, name="x"))
+    a = degrade_image(img, "iso:1", 2, noise=3.0, seed=1, name="x")
+    assert np.array_equal(a, degrade_image(img, "iso:1", 2, noise=3.0, seed=1, name="x"))
+    assert not np.array_equal(a, degrade_image(img, "iso:1", 2, noise=3.0, seed=1, name="y"))

@@ -6,13 +6,14 @@ kernel), finds each image's kernel, and scores outputs against ground truth. ``u
 from __future__ import annotations
 
 import warnings
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import adapt as _adapt
 from . import validate
-from .degrade import DOWNSAMPLING, degrade, quantize
+from .degrade import DOWNSAMPLING, check_corruption, corrupt, degrade
 from .errors import ImageError, InputError, OptionError
 from .estimate import estimate_kernel, get_estimator
 from .kernels import KernelSpec, check_kernel, parse_kernel_spec
@@ -247,11 +248,19 @@ def resolve_kernel(image: np.ndarray, kernel=None, scale: int = 2, model: str | 
 
 
 def degrade_image(image: np.ndarray, kernel=None, scale: int = 2, downsample: str | None = None,
-                  noise: float = 0.0, seed: int | None = None) -> np.ndarray:
-    """LR = (HR ⊛ k)↓s + n for a uint8 image, rounded to uint8 (bit-exact with MZSR's test inputs)."""
+                  noise: float = 0.0, seed: int | None = None, jpeg: int | None = None,
+                  name: str | None = None) -> np.ndarray:
+    """LR = (HR ⊛ k)↓s + n for a uint8 image, rounded to uint8 (bit-exact with MZSR's test inputs); then, with
+    ``jpeg``, JPEG-compressed at that quality (:func:`mzsr.degrade.corrupt`).
+
+    ``noise`` is σ in grey levels of 0..255. The noise is drawn from ``seed`` and, when given, the image's
+    ``name`` (e.g. its file's stem), so that an image's result does not depend on the others beside it.
+    """
+    check_corruption(noise, jpeg)
     spec = _as_spec(kernel)
     if spec.kind in ("estimate", "folder"):
         raise OptionError(f"degrading needs one given kernel, not {'estimate' if spec.kind == 'estimate' else 'a folder'}")
     k, downsample = spec.kernel, downsample or default_downsample(spec, None)
     img = np.asarray(image)
-    return quantize(degrade(img.astype(np.float64), k, scale, downsample, noise, np.random.default_rng(seed)))
+    rng = np.random.default_rng(seed if name is None else [seed or 0, zlib.crc32(name.encode())])
+    return corrupt(degrade(img.astype(np.float64), k, scale, downsample), noise, jpeg, rng)

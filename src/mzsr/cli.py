@@ -24,7 +24,7 @@ import numpy as np
 
 from .api import DEFAULT_MAX_PIXELS, METHODS
 from .config import add_config_args, build_config
-from .degrade import DOWNSAMPLING
+from .degrade import DOWNSAMPLING, check_corruption
 from .estimate import DEFAULT_ESTIMATOR, ESTIMATORS
 from .errors import ImageError, MzsrError, describe
 from .io import (Terminated, discover_inputs, image_size, install_signal_handlers, read_image, sweep_temp_files,
@@ -91,11 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--save-kernel", action="store_true", help="write the kernel used beside each output")
     up.add_argument("--gt", type=Path, metavar="DIR", help="ground-truth folder (matched by stem): report PSNR/SSIM")
 
-    dg = sub.add_parser("degrade", help="make LR images: LR = (HR * k) subsampled + noise")
+    dg = sub.add_parser("degrade", help="make LR images: LR = (HR * k) subsampled + noise, then JPEG")
     _add_io_args(dg)
     dg.add_argument("--kernel", required=True, metavar="SPEC", help="as for upscale")
-    dg.add_argument("--noise", type=float, default=0.0, metavar="SIGMA", help="Gaussian noise σ on [0, 1]")
-    dg.add_argument("--seed", type=int, default=0, help="noise seed")
+    dg.add_argument("--noise", type=float, default=0.0, metavar="SIGMA",
+                    help="Gaussian noise σ in grey levels of 0..255, added before rounding (default 0)")
+    dg.add_argument("--jpeg", type=int, metavar="QUALITY", help="then JPEG-compress at this quality (1..95); "
+                    "the output PNG holds the decoded pixels")
+    dg.add_argument("--seed", type=int, default=0, help="noise seed, combined with each file's name (default 0)")
 
     sub.add_parser("models", help="list the shipped models and their cards")
     _benchmark_parser(sub)
@@ -294,14 +297,16 @@ def cmd_degrade(args) -> int:
     if spec.kind == "estimate":
         raise CliError("--kernel estimate: degrading needs a given kernel")
     downsample = args.downsample or default_downsample(spec, None)
+    check_corruption(args.noise, args.jpeg, ("--noise", "--jpeg"))
     failures = 0
-    for i, (src, out) in enumerate(_plan_outputs(args)):
+    for src, out in _plan_outputs(args):
         try:
             kernel = spec.for_image(src.stem, args.scale)
             img = read_image(src, max_pixels=args.max_pixels)
             if img.dtype != np.uint8:
                 raise ImageError(f"{src}: degrade takes 8-bit images")
-            write_image(out, degrade_image(img, kernel, args.scale, downsample, args.noise, args.seed + i))
+            write_image(out, degrade_image(img, kernel, args.scale, downsample, args.noise, args.seed, args.jpeg,
+                                           src.stem))
         except Exception as e:  # noqa: BLE001 - as in cmd_upscale
             failures += 1
             print(f"mzsr: error: {_per_image(e, src)}", file=sys.stderr)

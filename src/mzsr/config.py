@@ -63,8 +63,10 @@ def _fits(value, hint) -> bool:
 def _range_problem(value, meta) -> str | None:
     values = value if isinstance(value, (list, tuple)) else [value]
     for v in values:
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(v):
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
             continue
+        if math.isnan(v) and any(meta.get(k) is not None for k in ("at_least", "above", "at_most")):
+            return "must be a number, got nan"
         if meta.get("at_least") is not None and v < meta["at_least"]:
             return f"must be ≥ {meta['at_least']:g}, got {v:g}"
         if meta.get("above") is not None and v <= meta["above"]:

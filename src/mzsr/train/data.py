@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..degrade import degrade_torch
+from ..degrade import corrupt_torch, degrade_torch
 from ..io import IMAGE_SUFFIXES
 from ..kernels import random_kernel
 from ..resize import imresize
@@ -76,16 +76,46 @@ def bicubic_pair(hr: torch.Tensor, scale: int) -> torch.Tensor:
     return imresize(imresize(hr, 1.0 / scale), out_shape=hr.shape[-2:])
 
 
-def task_input(hr: torch.Tensor, kernel: torch.Tensor, scale: int, downsample: str) -> torch.Tensor:
-    """Stage-2 input: blur, subsample (direct or bicubic), bicubic ↑ back to the HR size."""
-    return imresize(degrade_torch(hr, kernel, scale, downsample), out_shape=hr.shape[-2:])
+def task_input(hr: torch.Tensor, kernel: torch.Tensor, scale: int, downsample: str, noise: float = 0.0,
+               jpeg: int | None = None, rng: np.random.Generator | None = None) -> torch.Tensor:
+    """Stage-2 input: blur, subsample (direct or bicubic), with ``noise``/``jpeg`` the camera's corruption
+    (:func:`mzsr.degrade.corrupt_torch`), bicubic ↑ back to the HR size."""
+    lr = degrade_torch(hr, kernel, scale, downsample)
+    if noise or jpeg is not None:
+        lr = corrupt_torch(lr, noise, jpeg, rng)
+    return imresize(lr, out_shape=hr.shape[-2:])
+
+
+def task_corruption(rng: np.random.Generator, noise: float = 0.0, jpeg: int = 0,
+                    clean_share: float = 0.0) -> tuple[float, int | None]:
+    """A task's camera corruption (σ in grey levels, JPEG quality or ``None``): none in ``clean_share`` of the
+    tasks; in the others σ ~ U[0, ``noise``] and quality ~ U{``jpeg``..95}, one of the two alone in a third of
+    them each when both are on (so that noise-only and JPEG-only photos are met too). 0 turns either off."""
+    if (not noise and not jpeg) or rng.random() < clean_share:
+        return 0.0, None
+    kind = int(rng.integers(3)) if noise and jpeg else 2  # 0: noise only, 1: JPEG only, 2: what is on
+    sigma = float(rng.uniform(0, noise)) if noise and kind != 1 else 0.0
+    quality = int(rng.integers(jpeg, 96)) if jpeg and kind != 0 else None
+    return sigma, quality
 
 
 def sample_task(sampler: PatchSampler, rng: np.random.Generator, scale: int, downsample: str,
                 n_train: int = 8, n_test: int = 8, kernel_size: int = 15, kernel_min_var: float = 1.0,
-                kernel_minor_max: float | None = None):
-    """One meta-learning task (spec §4): a random kernel; (input, label) for its D_tr and D_te."""
+                kernel_minor_max: float | None = None, noise: float = 0.0, jpeg: int = 0,
+                clean_share: float = 0.0):
+    """One meta-learning task (spec §4): a random kernel; (input, label) for its D_tr and D_te.
+
+    With a corruption (:func:`task_corruption`) the task mirrors a real photo's meta-test: D_te's input is the
+    corrupted LR of clean HR labels, and D_tr, the inner steps' pairs, is (corrupted son, corrupted label), as
+    the son of a noisy JPEG LR is made and corrupted again and the LR it is fitted to is itself noisy.
+    """
     kernel = torch.from_numpy(random_kernel(rng, scale, kernel_size, kernel_min_var, kernel_minor_max)).float()
     hr = sampler.batch(n_train + n_test)
-    x = task_input(hr, kernel, scale, downsample)
-    return (x[:n_train], hr[:n_train]), (x[n_train:], hr[n_train:])
+    sigma, quality = task_corruption(rng, noise, jpeg, clean_share)
+    if not sigma and quality is None:
+        x = task_input(hr, kernel, scale, downsample)
+        return (x[:n_train], hr[:n_train]), (x[n_train:], hr[n_train:])
+    hr_tr = corrupt_torch(hr[:n_train], sigma, quality, rng)
+    x_tr = task_input(hr_tr, kernel, scale, downsample, sigma, quality, rng)
+    x_te = task_input(hr[n_train:], kernel, scale, downsample, sigma, quality, rng)
+    return (x_tr, hr_tr), (x_te, hr[n_train:])

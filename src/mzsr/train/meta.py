@@ -14,6 +14,7 @@ import torch
 
 from ..config import ConfigError, config, option
 from ..models import load_model
+from ..validate import JPEG_QUALITIES, MAX_NOISE
 from ..net import SRNet
 from ..schedules import multi_step_weights
 from .common import make_card, make_sampler
@@ -46,6 +47,11 @@ class MetaConfig:
     # a specialist for sharp kernels, such as those mzsr.models.model_for_kernel sends to the narrow-kernel model
     kernel_minor_max: float = option(0.0, "cap on the task kernels' smaller variance (0: none, the paper's)",
                                      at_least=0)
+    # real photos (mzsr.train.data.task_corruption): tasks whose LR carries noise and JPEG, as a camera's does
+    task_noise: float = option(0.0, "most noise σ of a task's LR, grey levels of 0..255, drawn U[0, max] (0: none)",
+                               at_least=0, at_most=MAX_NOISE)
+    task_jpeg: int = option(0, "lowest JPEG quality of a task's LR, drawn U{q..95} (0: none)", at_least=0)
+    clean_share: float = option(0.0, "share of tasks with neither noise nor JPEG", at_least=0, at_most=1)
     inner_steps: int = option(5, "inner SGD steps per task", at_least=1)
     inner_lr: float = option(0.01, "inner SGD learning rate (with learn_step_lrs: where the learned ones start)",
                              at_least=0)
@@ -65,6 +71,10 @@ class MetaConfig:
     val_crop: int = option(256, "side of the centred HR crop of each validation image", at_least=1)
     val_steps: list[int] = option([0, 1, 10], "adaptation steps n of the MZSR(n) scores validated", at_least=0)
     val_kernels: list[str] = option(["iso2.0", "ani4-1"], f"validation kernels: of {', '.join(VAL_KERNELS)}")
+    # so that selection weighs real photos too
+    val_noise: float = option(0.0, "also validate the first kernel with this noise σ (grey levels), the son "
+                              "corrupted alike (0: none)", at_least=0, at_most=MAX_NOISE)
+    val_jpeg: int = option(0, "… and this JPEG quality (0: none)", at_least=0)
     # the issue's rule, adapting must help
     val_min_gain: float = option(0.0, "weights whose MZSR(most val_steps) gains less than this over MZSR(0) on "
                                  "some validation kernel rank below all others (-inf: off)")
@@ -85,6 +95,10 @@ class MetaConfig:
         if self.kernel_minor_max and not self.kernel_minor_max > self.kernel_min_var:
             raise ConfigError("kernel_minor_max", f"must exceed kernel_min_var ({self.kernel_min_var:g}), "
                               f"got {self.kernel_minor_max:g}")
+        for name, value in (("task_jpeg", self.task_jpeg), ("val_jpeg", self.val_jpeg)):
+            if value and not JPEG_QUALITIES[0] <= value <= JPEG_QUALITIES[1]:
+                raise ConfigError(name, f"must be 0 (none) or a quality in {JPEG_QUALITIES[0]}..{JPEG_QUALITIES[1]}, "
+                                  f"got {value}")
         unknown = [name for name in self.val_kernels if name not in VAL_KERNELS]
         if unknown or not self.val_kernels:
             raise ConfigError("val_kernels", f"{', '.join(unknown) or 'none given'}: choose from "
@@ -97,7 +111,8 @@ def batching_tasks(cfg: MetaConfig, device) -> bool:
 
 
 def val_sets(cfg: MetaConfig) -> dict:
-    return validation_sets(cfg.val_kernels, cfg.scale, cfg.downsample, cfg.val_limit, cfg.val_crop)
+    return validation_sets(cfg.val_kernels, cfg.scale, cfg.downsample, cfg.val_limit, cfg.val_crop, cfg.val_noise,
+                           cfg.val_jpeg or None)
 
 
 class MetaStage:
@@ -125,7 +140,8 @@ class MetaStage:
     def train_step(self, step: int) -> dict:
         cfg = self.cfg
         tasks = [sample_task(self.sampler, self.rng, cfg.scale, cfg.downsample, cfg.n_train, cfg.n_test,
-                             cfg.kernel_size, cfg.kernel_min_var, cfg.kernel_minor_max or None)
+                             cfg.kernel_size, cfg.kernel_min_var, cfg.kernel_minor_max or None, cfg.task_noise,
+                             cfg.task_jpeg, cfg.clean_share)
                  for _ in range(cfg.meta_batch)]
         weights = multi_step_weights(step, cfg.inner_steps, cfg.anneal_steps)
         self.opt.zero_grad(set_to_none=True)

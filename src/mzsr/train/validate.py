@@ -8,11 +8,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..adapt import adapt, super_resolve, to_image, to_tensor
-from ..degrade import degrade, quantize
+from ..adapt import adapt, l1_grad_tiled, make_son, super_resolve, to_image, to_tensor, upsample
+from ..degrade import corrupt, corrupt_torch, degrade, quantize
 from ..io import hr_files
 from ..kernels import gaussian_kernel
 from ..metrics import modcrop, psnr_y
+from ..schedules import step_lr
 
 # Validation kernels (λ1, λ2, θ; fixed, so that scores compare across runs): g^d_2.0 and the paper's anisotropic
 # one by default; g^d_0.2's, outside the paper's training range (λ ≥ 1; see kernel_min_var), and one sharp along
@@ -22,39 +23,68 @@ VAL_KERNELS = {"iso2.0": (2.0, 2.0, 0.0), "ani4-1": (4.0, 1.0, -0.5), "iso0.2": 
 
 
 def set14_pairs(scale: int, kernel: np.ndarray | None, downsample: str, limit: int | None = None,
-                crop: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(LR uint8, GT uint8) pairs from ``$MZSR_DATA/benchmark/Set14/HR``; ``crop`` takes a centred HR square."""
+                crop: int | None = None, noise: float = 0.0,
+                jpeg: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(LR uint8, GT uint8) pairs from ``$MZSR_DATA/benchmark/Set14/HR``; ``crop`` takes a centred HR square;
+    ``noise``/``jpeg`` corrupt the LRs (:func:`mzsr.degrade.corrupt`, a fixed seed per image)."""
     pairs = []
-    for f in hr_files("Set14", limit):
+    for i, f in enumerate(hr_files("Set14", limit)):
         with Image.open(f) as im:
             gt = np.asarray(im.convert("RGB"))
         if crop:
             y0, x0 = max((gt.shape[0] - crop) // 2, 0), max((gt.shape[1] - crop) // 2, 0)
             gt = gt[y0: y0 + crop, x0: x0 + crop]
         gt = modcrop(gt, scale)
-        pairs.append((quantize(degrade(gt, kernel, scale, downsample)), gt))
+        lr = degrade(gt, kernel, scale, downsample)
+        lr = corrupt(lr, noise, jpeg, np.random.default_rng(i)) if noise or jpeg else quantize(lr)
+        pairs.append((lr, gt))
     return pairs
 
 
+def adapt_corrupted(net, params: dict, lr: torch.Tensor, kernel: torch.Tensor | None, scale: int, downsample: str,
+                    steps: int, step_lrs: list, noise: float, jpeg: int | None, rng: np.random.Generator,
+                    first_step: int = 0) -> dict:
+    """:func:`mzsr.adapt.adapt` with the son corrupted afresh at each step as a real photo's LR was
+    (:func:`mzsr.degrade.corrupt_torch`): the meta-test the noisy training tasks mirror."""
+    son = make_son(lr, kernel, scale, downsample)
+    for i in range(first_step, first_step + steps):
+        params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        _, grads = l1_grad_tiled(net, params, upsample(corrupt_torch(son, noise, jpeg, rng), lr.shape[-2:]), lr)
+        params = {k: (v - step_lr(step_lrs, i, k) * grads[k]).detach() for k, v in params.items()}
+    return params
+
+
 def psnr_after_steps(net, params, pairs, kernel, scale: int, downsample: str, steps: list[int],
-                     step_lrs: list, device) -> dict[int, float]:
-    """Mean Y-PSNR on the pairs after each number of adaptation steps in ``steps`` (ascending), one pass."""
+                     step_lrs: list, device, noise: float = 0.0, jpeg: int | None = None) -> dict[int, float]:
+    """Mean Y-PSNR on the pairs after each number of adaptation steps in ``steps`` (ascending), one pass; with
+    ``noise``/``jpeg`` the son is corrupted alike (:func:`adapt_corrupted`)."""
     k = None if kernel is None else torch.as_tensor(kernel, dtype=torch.float32, device=device)
     scores = {n: [] for n in steps}
-    for lr_img, gt in pairs:
+    for i, (lr_img, gt) in enumerate(pairs):
         lr = to_tensor(lr_img, device)
         p, done = params, 0
+        rng = np.random.default_rng(i)
         for n in steps:
-            p = adapt(net, p, lr, k, scale, downsample, n - done, step_lrs, first_step=done)
+            if noise or jpeg:
+                p = adapt_corrupted(net, p, lr, k, scale, downsample, n - done, step_lrs, noise, jpeg, rng, done)
+            else:
+                p = adapt(net, p, lr, k, scale, downsample, n - done, step_lrs, first_step=done)
             done = n
             scores[n].append(psnr_y(to_image(super_resolve(net, p, lr, scale)), gt, scale))
     return {n: float(np.mean(v)) for n, v in scores.items()}
 
 
-def validation_sets(kernels: list[str], scale: int, downsample: str, limit: int, crop: int) -> dict:
-    """{kernel name: (kernel, Set14 pairs)} for names in ``VAL_KERNELS``."""
-    return {name: (k, set14_pairs(scale, k, downsample, limit, crop))
+def validation_sets(kernels: list[str], scale: int, downsample: str, limit: int, crop: int, noise: float = 0.0,
+                    jpeg: int | None = None) -> dict:
+    """{name: (kernel, Set14 pairs, noise, jpeg)} for the kernel names in ``VAL_KERNELS``, clean; with ``noise`` or
+    ``jpeg``, also the first kernel's pairs so corrupted (named e.g. ``iso2.0+n5q85``)."""
+    sets = {name: (k, set14_pairs(scale, k, downsample, limit, crop), 0.0, None)
             for name in kernels for k in [gaussian_kernel(*VAL_KERNELS[name], size=21)]}
+    if noise or jpeg:
+        k = sets[kernels[0]][0]
+        sets[f"{kernels[0]}+n{noise:g}q{jpeg or 0}"] = (k, set14_pairs(scale, k, downsample, limit, crop, noise, jpeg),
+                                                      noise, jpeg)
+    return sets
 
 
 def validate(net, sets: dict, params: dict, scale: int, downsample: str, steps: list[int], step_lrs: list) -> dict:
@@ -62,8 +92,8 @@ def validate(net, sets: dict, params: dict, scale: int, downsample: str, steps: 
     of MZSR(n ≥ 1) over the kernels; ``min_gain``, the least gain of MZSR(most steps) over MZSR(0) among them."""
     device = next(iter(params.values())).device
     scores = {}
-    for name, (k, pairs) in sets.items():
-        res = psnr_after_steps(net, params, pairs, k, scale, downsample, steps, step_lrs, device)
+    for name, (k, pairs, noise, jpeg) in sets.items():
+        res = psnr_after_steps(net, params, pairs, k, scale, downsample, steps, step_lrs, device, noise, jpeg)
         scores.update({f"{name}_mzsr{n}": round(v, 4) for n, v in res.items()})
     adapted = [v for key, v in scores.items() if not key.endswith("_mzsr0")]
     scores["score"] = round(float(np.mean(adapted)), 4)
