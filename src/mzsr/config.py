@@ -121,7 +121,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls) -> None:
         shown = " ".join(map(str, default)) if isinstance(default, list) else default
         text = f.metadata.get("help", "")
         kwargs = {"default": None, "dest": f"cfg_{f.name}", "metavar": f.name.upper(),
-                  "help": f"{text} (default: {shown!s})" if shown != "" else f"{text} (default: none)"}
+                  "help": f"{text} (default: {shown})" if shown != "" else text}  # an empty default's help says what it means
         if origin in (list, tuple):
             (inner,) = set(typing.get_args(hint)) - {Ellipsis}
             kwargs.update(nargs="+", type=inner)
