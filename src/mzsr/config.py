@@ -25,9 +25,10 @@ class ConfigError(ValueError):
 
 
 def option(default, help: str, *, at_least: float | None = None, above: float | None = None,
-           at_most: float | None = None):
-    """A config field: ``default`` (a list is copied per instance), one line of help, and its range."""
-    meta = {"help": help, "at_least": at_least, "above": above, "at_most": at_most}
+           at_most: float | None = None, parse=None):
+    """A config field: ``default`` (a list is copied per instance), one line of help, its range, and ``parse``, a
+    reader that raises ``ValueError`` on a value it cannot read (e.g. a duration)."""
+    meta = {"help": help, "at_least": at_least, "above": above, "at_most": at_most, "parse": parse}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -88,6 +89,11 @@ def check_fields(cfg) -> None:
         problem = _range_problem(value, f.metadata)
         if problem:
             raise ConfigError(f.name, problem)
+        if f.metadata.get("parse"):
+            try:
+                f.metadata["parse"](value)
+            except ValueError as e:
+                raise ConfigError(f.name, str(e)) from None
     if hasattr(cfg, "check"):
         cfg.check()
 
