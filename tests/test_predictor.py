@@ -101,7 +101,26 @@ def test_validation_keeps_the_best_with_its_card(train_dir, tmp_path, data):
     assert card["scale"] == 2 and card["downsample"] == "direct"
     assert card["metrics"]["set14_val_log_cov_l1"] == min(c["val_log_cov_l1"] for c in curve)
     assert card["training"]["steps"] == card["validation_curve"][-1]["step"]
+    assert card["training"]["data"] == [str(train_dir)] and card["training"]["code_version"]  # outside $MZSR_DATA
     assert net(torch.rand(2, 3, 24, 24)).shape == (2, 3)
+
+
+def test_shipped_predictor_card_names_its_data_portably():
+    card = P.json.loads(P.weights_path(2, "direct").with_suffix(".json").read_text())
+    assert card["training"]["data"] and all(d.startswith("$MZSR_DATA/") for d in card["training"]["data"])
+
+
+def test_validation_reads_every_image_format(tmp_path, monkeypatch):
+    from mzsr.train.kernel import validation_set
+
+    hr = tmp_path / "benchmark/Set14/HR"
+    hr.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(hr / "a.jpg")
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(hr / "b.bmp")
+    monkeypatch.setenv("MZSR_DATA", str(tmp_path))
+    x, y = validation_set(KernelConfig(patch=12, val_size=3))
+    assert x.shape == (3, 3, 12, 12) and y.shape == (3, 3)
 
 
 def test_predictor_is_read_once_per_version_of_its_file(tmp_path):

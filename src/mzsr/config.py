@@ -25,9 +25,10 @@ class ConfigError(ValueError):
 
 
 def option(default, help: str, *, at_least: float | None = None, above: float | None = None,
-           at_most: float | None = None):
-    """A config field: ``default`` (a list is copied per instance), one line of help, and its range."""
-    meta = {"help": help, "at_least": at_least, "above": above, "at_most": at_most}
+           at_most: float | None = None, parse=None):
+    """A config field: ``default`` (a list is copied per instance), one line of help, its range, and ``parse``, a
+    reader that raises ``ValueError`` on a value it cannot read (e.g. a duration)."""
+    meta = {"help": help, "at_least": at_least, "above": above, "at_most": at_most, "parse": parse}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -90,6 +91,11 @@ def check_fields(cfg) -> None:
         problem = _range_problem(value, f.metadata)
         if problem:
             raise ConfigError(f.name, problem)
+        if f.metadata.get("parse"):
+            try:
+                f.metadata["parse"](value)
+            except ValueError as e:
+                raise ConfigError(f.name, str(e)) from None
     if hasattr(cfg, "check"):
         cfg.check()
 
@@ -123,7 +129,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls) -> None:
         shown = " ".join(map(str, default)) if isinstance(default, list) else default
         text = f.metadata.get("help", "")
         kwargs = {"default": None, "dest": f"cfg_{f.name}", "metavar": f.name.upper(),
-                  "help": f"{text} (default: {shown!s})" if shown != "" else f"{text} (default: none)"}
+                  "help": f"{text} (default: {shown})" if shown != "" else text}  # an empty default's help says what it means
         if origin in (list, tuple):
             (inner,) = set(typing.get_args(hint)) - {Ellipsis}
             kwargs.update(nargs="+", type=inner)

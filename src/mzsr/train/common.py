@@ -1,4 +1,5 @@
-"""What the stages share: the training images, the patch sampler and the card of an SR network."""
+"""What the stages share: their run options, the training images, the patch sampler and the card of an SR
+network."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,11 +7,34 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import option
 from ..io import data_root
 from ..net import SRNet
 from .data import PatchSampler, list_images, load_images
+from .loop import parse_duration
 
 DEFAULT_TRAIN_DIRS = ("train/T91", "train/BSDS500_test")
+
+
+# The options every stage's config has, each a fresh field per config class.
+def train_dirs_option():
+    return option([], "folders of HR training images (empty: T91 and BSDS500_test under $MZSR_DATA)")
+
+
+def checkpoint_option():
+    return option(3.0, "minutes between checkpoints", at_least=0)
+
+
+def time_budget_option():
+    return option("", "stop cleanly after this long, e.g. 90m or 2h (empty: no limit)", parse=parse_duration)
+
+
+def device_option():
+    return option("auto", "auto, cpu or cuda")
+
+
+def run_dir_option(default: str):
+    return option(default, "run folder: config, log, checkpoint and best weights")
 
 
 def training_files(train_dirs: list[str]) -> list[Path]:

@@ -16,7 +16,8 @@ from ..degrade import degrade_torch
 from ..estimate.predictor import KernelNet, random_kernels
 from ..io import hr_files
 from ..schedules import predictor_lr
-from .common import make_sampler
+from .common import (checkpoint_option, device_option, make_sampler, run_dir_option, time_budget_option,
+                     train_dirs_option)
 from .data import PatchSampler, load_images
 from .driver import Evaluation, train
 
@@ -25,7 +26,7 @@ from .driver import Evaluation, train
 class KernelConfig:
     scale: int = option(2, "scale factor", at_least=2)
     downsample: Literal["direct", "bicubic"] = option("direct", "the subsampling after the blur")
-    train_dirs: list[str] = option([], "folders of HR training images (empty: T91 and BSDS500_test under $MZSR_DATA)")
+    train_dirs: list[str] = train_dirs_option()
     patch: int = option(64, "LR patch side (the HR patch is scale times larger)", at_least=1)
     batch: int = option(16, "patches per step", at_least=1)
     steps: int = option(100_000, "training steps", at_least=0)
@@ -35,11 +36,11 @@ class KernelConfig:
     channels: int = option(32, "feature channels of the predictor", at_least=1)
     val_every: int = option(500, "steps between validations (0: none)", at_least=0)
     val_size: int = option(256, "Set14 validation patches, each with its own fixed random kernel", at_least=1)
-    checkpoint_minutes: float = option(3.0, "minutes between checkpoints", at_least=0)
-    time_budget: str = option("", "stop cleanly after this long, e.g. 90m or 2h (empty: no limit)")
+    checkpoint_minutes: float = checkpoint_option()
+    time_budget: str = time_budget_option()
     seed: int = option(0, "seed of the initial weights, the patch and kernel draws", at_least=0)
-    device: str = option("auto", "auto, cpu or cuda")
-    run_dir: str = option("runs/kernel-predictor-x2", "run folder: config, log, checkpoint and best weights")
+    device: str = device_option()
+    run_dir: str = run_dir_option("runs/kernel-predictor-x2")
 
 
 def make_batch(hr: torch.Tensor, rng: np.random.Generator, cfg: KernelConfig) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,7 +17,8 @@ from ..models import load_model
 from ..validate import JPEG_QUALITIES, MAX_NOISE
 from ..net import SRNet
 from ..schedules import multi_step_weights
-from .common import make_card, make_sampler
+from .common import (checkpoint_option, device_option, make_card, make_sampler, run_dir_option,
+                     time_budget_option, train_dirs_option)
 from .data import sample_task
 from .driver import Evaluation, train
 from .maml import card_step_lrs, init_step_lrs, meta_backward
@@ -35,7 +36,7 @@ class MetaConfig:
     init: str = option("runs/pretrain-x2/best.safetensors",
                        "starting weights θ_T: a .safetensors path or a shipped model name")
     name: str = option("", "model name written into the card (empty: <downsample>-x<scale>)")
-    train_dirs: list[str] = option([], "folders of HR training images (empty: T91 and BSDS500_test under $MZSR_DATA)")
+    train_dirs: list[str] = train_dirs_option()
     patch: int = option(64, "HR patch side of the tasks' images", at_least=1)
     meta_batch: int = option(5, "tasks per meta-iteration", at_least=1)
     n_train: int = option(8, "patches in a task's D_tr (the inner steps' data)", at_least=1)
@@ -78,14 +79,14 @@ class MetaConfig:
     # the issue's rule, adapting must help
     val_min_gain: float = option(0.0, "weights whose MZSR(most val_steps) gains less than this over MZSR(0) on "
                                  "some validation kernel rank below all others (-inf: off)")
-    checkpoint_minutes: float = option(3.0, "minutes between checkpoints", at_least=0)
-    time_budget: str = option("", "stop cleanly after this long, e.g. 90m or 2h (empty: no limit)")
+    checkpoint_minutes: float = checkpoint_option()
+    time_budget: str = time_budget_option()
     seed: int = option(0, "seed of the task draws", at_least=0)
     precision: Literal["fp32", "bf16", "fp16"] = option("fp32", "arithmetic of the forward passes")
-    device: str = option("auto", "auto, cpu or cuda")
+    device: str = device_option()
     batch_tasks: Literal["auto", "true", "false"] = option(
         "auto", "run a meta-batch's tasks together through torch.func.vmap (auto: on CUDA only)")
-    run_dir: str = option("runs/meta-direct-x2", "run folder: config, log, checkpoint and best weights")
+    run_dir: str = run_dir_option("runs/meta-direct-x2")
 
     def check(self) -> None:
         """Combinations that cannot train."""

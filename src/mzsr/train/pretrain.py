@@ -12,7 +12,8 @@ from ..models import load_model
 from ..net import SRNet
 from ..runtime import autocast
 from ..schedules import RELEASE_STEP_LRS, pretrain_lr
-from .common import make_card, make_sampler
+from .common import (checkpoint_option, device_option, make_card, make_sampler, run_dir_option,
+                     time_budget_option, train_dirs_option)
 from .data import bicubic_pair
 from .driver import Evaluation, train
 from .validate import psnr_after_steps, set14_pairs
@@ -21,7 +22,7 @@ from .validate import psnr_after_steps, set14_pairs
 @config
 class PretrainConfig:
     scale: int = option(2, "scale factor", at_least=2)
-    train_dirs: list[str] = option([], "folders of HR training images (empty: T91 and BSDS500_test under $MZSR_DATA)")
+    train_dirs: list[str] = train_dirs_option()
     patch: int = option(64, "HR patch side", at_least=1)
     batch: int = option(16, "patches per step", at_least=1)
     steps: int = option(500_000, "training steps", at_least=0)
@@ -30,13 +31,13 @@ class PretrainConfig:
     lr_floor: float = option(1e-4, "the learning rate's lower bound", at_least=0)
     val_every: int = option(500, "steps between validations (0: none)", at_least=0)
     val_limit: int = option(14, "Set14 images validated on", at_least=1)
-    checkpoint_minutes: float = option(3.0, "minutes between checkpoints", at_least=0)
-    time_budget: str = option("", "stop cleanly after this long, e.g. 90m or 2h (empty: no limit)")
+    checkpoint_minutes: float = checkpoint_option()
+    time_budget: str = time_budget_option()
     seed: int = option(0, "seed of the initial weights and the patch draws", at_least=0)
     precision: Literal["fp32", "bf16", "fp16"] = option("fp32", "arithmetic of the forward pass")
     channels_last: bool = option(False, "NHWC memory layout (for bf16/fp16 convolutions on GPUs)")
-    device: str = option("auto", "auto, cpu or cuda")
-    run_dir: str = option("runs/pretrain-x2", "run folder: config, log, checkpoint and best weights")
+    device: str = device_option()
+    run_dir: str = run_dir_option("runs/pretrain-x2")
     channels: int = option(64, "feature channels of the network", at_least=1)
     depth: int = option(8, "convolution layers of the network", at_least=2)
     init: str = option("", "warm start: a .safetensors path or shipped model name (empty: random weights)")
