@@ -200,3 +200,95 @@ def test_kernel_variances_are_the_gaussians_lambdas(l1, l2, theta):
     assert (small, large) == (pytest.approx(min(l1, l2), abs=0.01), pytest.approx(max(l1, l2), abs=0.02))
     shifted = np.roll(gaussian_kernel(l1, l2, theta, size=31), (2, -3), axis=(0, 1))  # off-centre: same spread
     assert kernel_variances(shifted) == pytest.approx((small, large), abs=1e-6)
+
+
+# --- one kernel check for every blur, spec limits, small images (issue 25) ---
+
+@pytest.mark.parametrize("shape", [(4, 4), (3, 6), (1, 2), (6, 1), (2, 5), (5, 5)])
+def test_any_kernel_shape_becomes_an_odd_square_on_which_numpy_and_torch_blur_agree(rng, shape):
+    import torch
+
+    from mzsr.degrade import blur_torch
+
+    raw = rng.random(shape)
+    raw /= raw.sum()
+    k = check_kernel(raw)
+    assert k.shape[0] == k.shape[1] and k.shape[0] % 2 == 1 and k.sum() == pytest.approx(1)
+    img = rng.random((12, 9)) * 255
+    raw_blur = scipy.ndimage.correlate(img, raw, mode="reflect")  # scipy's centre: index size // 2 per axis
+    assert np.array_equal(blur(img, k), raw_blur) or np.abs(blur(img, k) - raw_blur).max() < 1e-10
+    torch_blur = blur_torch(torch.from_numpy(img)[None, None], torch.from_numpy(k))[0, 0].numpy()
+    assert np.abs(torch_blur - blur(img, k)).max() < 1e-9
+
+
+def test_kernel_size_is_capped():
+    from mzsr.kernels import MAX_KERNEL_SIZE
+
+    check_kernel(np.ones((MAX_KERNEL_SIZE, 1)) / MAX_KERNEL_SIZE)
+    with pytest.raises(KernelError, match=f"k.npy: kernel is 1×{MAX_KERNEL_SIZE + 1}, over the"):
+        check_kernel(np.ones((1, MAX_KERNEL_SIZE + 1)), "k.npy")
+
+
+def test_kernel_files_beyond_the_cap_are_refused_before_reading(tmp_path):
+    big = np.lib.format.open_memmap(tmp_path / "big.npy", mode="w+", dtype=np.float64, shape=(20000, 20000))
+    del big  # a 3.2 GB sparse file: only its header may be read
+    with pytest.raises(KernelError, match="big.npy: kernel is 20000×20000, over the 101-px limit"):
+        load_kernel(tmp_path / "big.npy")
+    Image.new("L", (500, 3)).save(tmp_path / "wide.png")
+    with pytest.raises(KernelError, match="wide.png: kernel is 3×500"):
+        load_kernel(tmp_path / "wide.png")
+    np.save(tmp_path / "text.npy", np.array([["a"]]))
+    with pytest.raises(KernelError, match="text.npy: kernel must be a real-valued array"):
+        load_kernel(tmp_path / "text.npy")
+    with pytest.raises(KernelError, match="gone.npy: no such file"):
+        load_kernel(tmp_path / "gone.npy")
+
+
+def test_huge_values_are_normalised_not_zeroed():
+    with pytest.warns(UserWarning, match="normalised"):
+        k = check_kernel(np.full((3, 3), 1e308))
+    assert np.allclose(k, 1 / 9)
+
+
+@pytest.mark.parametrize("spec", ["iso:nan", "iso:inf", "iso:-1", "iso:0", "iso:1e9", "iso:1e-400",
+                                  "aniso:1,nan,0", "aniso:4,1,inf", "aniso:200,1,0", "aniso:1,2", "iso:1,2",
+                                  "iso:", "aniso:a,b,c"])
+def test_bad_gaussian_specs_are_refused_naming_the_option_and_spec(spec):
+    with pytest.raises(KernelError, match=f"^--kernel {spec}: "):
+        parse_kernel_spec(spec)
+
+
+def test_generated_kernels_hold_the_gaussian():
+    from mzsr.kernels import MAX_KERNEL_SIZE, MAX_VARIANCE
+
+    assert parse_kernel_spec("iso:2").kernel.shape == (21, 21)  # the official g^d_2.0 size, untouched
+    for var in (10.0, 50.0, MAX_VARIANCE):
+        k = parse_kernel_spec(f"iso:{var}").kernel
+        assert k.shape[0] <= MAX_KERNEL_SIZE
+        assert kernel_variances(k)[0] == pytest.approx(var, rel=2e-3)  # not cut to a near-box
+    k = parse_kernel_spec("aniso:40,1,0.3").kernel
+    assert kernel_variances(k)[1] == pytest.approx(40, rel=2e-3)
+
+
+def test_odd_spec_strings_are_refused_cleanly(tmp_path):
+    for spec in ("x" * 5000, "a\x00b", "line\nbreak", ""):
+        with pytest.raises(KernelError, match="^--kernel .*not a file, a folder"):
+            parse_kernel_spec(spec)
+    with pytest.raises(KernelError, match="^kernel must be a string"):
+        parse_kernel_spec(2.0, option="kernel")
+
+
+@pytest.mark.parametrize("shape", [(2, 40), (1, 1), (40, 2), (2, 2, 3), (1, 7)])
+@pytest.mark.parametrize("taps", [3, 17, 21, 41])
+def test_blur_of_tiny_images_stays_in_range(shape, taps):
+    """scipy 1.17's reflect mode read out of bounds here (a constant 100 came back as 5e170)."""
+    out = blur(np.full(shape, 100.0), gaussian_kernel(4.0, size=taps))
+    assert out.shape == shape and np.allclose(out, 100.0)
+
+
+def test_blur_of_tiny_images_is_the_repeated_symmetric_extension(rng):
+    img = rng.random((2, 3))
+    k = rng.random((9, 9))
+    padded = np.pad(img, 4, mode="symmetric")
+    want = np.array([[np.sum(padded[i:i + 9, j:j + 9] * k) for j in range(3)] for i in range(2)])
+    assert np.allclose(blur(img, k), want)

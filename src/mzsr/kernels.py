@@ -126,7 +126,8 @@ def check_kernel(k, source: str = "kernel") -> np.ndarray:
             raise KernelError(f"{source}: kernel has negative values (min {k.min():.3g})")
         warnings.warn(f"{source}: kernel has small negative values (min {k.min():.3g}), set to 0", stacklevel=2)
         k = np.clip(k, 0, None)
-    total = k.sum()
+    with np.errstate(over="ignore"):
+        total = k.sum()
     if not np.isfinite(total):  # values near the float maximum overflow their sum: scale them down first
         k = k / k.max()
         total = k.sum()
@@ -265,7 +266,7 @@ def _gaussian_from_spec(spec: str, size: int, option: str) -> np.ndarray:
 
 def _shown(spec: str) -> str:
     """The spec as typed, or quoted where it holds line breaks or other unprintable characters."""
-    return spec if spec.isprintable() else repr(spec)
+    return spec if spec and spec.isprintable() else repr(spec)
 
 
 def parse_kernel_spec(spec: str | None, size: int = 21, convention: str = "auto",
@@ -288,6 +289,8 @@ def parse_kernel_spec(spec: str | None, size: int = 21, convention: str = "auto"
         return KernelSpec("fixed", _gaussian_from_spec(spec, size, option))
     path = Path(spec)
     try:
+        if not spec.strip():  # Path("") is the current folder
+            raise ValueError
         is_dir, is_file = path.is_dir(), path.is_file()
     except (OSError, ValueError):  # a name too long, a null byte …: no such file
         is_dir = is_file = False
