@@ -56,6 +56,9 @@ AUTO_PATIENCE = 3  # evaluations without a new best before stopping
 AUTO_HOLDOUT_BLOCK = 32  # side of a held-out LR block; its target pixels never enter the training loss
 AUTO_HOLDOUT_FRACTION = 0.1  # of the LR pixels held out …
 AUTO_HOLDOUT_MAX_BLOCKS = 16  # … up to this many blocks, so evaluation stays cheap on large images
+AUTO_ENSEMBLE = True  # then the median over the kernel-keeping rotations/flips …
+AUTO_BACK_PROJECTION = 2  # … and this many back-projection iterations
+AUTO_SUMMARY = f"the model's SGD steps, then Adam lr {TAIL_ADAM_LR:g}"
 
 
 # Benchmark fine-tuning baseline: from this many steps on, Adam on the whole image (SGD with the schedule above
