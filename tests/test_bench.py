@@ -65,7 +65,11 @@ def test_method_names_scenarios_and_paper_lookup():
     x8 = parse_method("mzsr10x8")
     assert (x8.steps, x8.back_projection, x8.ensemble, x8.paper_name, x8.label) == (10, 0, True, None, "MZSR(10)+x8")
     assert parse_method("mzsr1bp2x8").label == "MZSR(1)+x8+BP2" and not bp.ensemble
-    for bad in ("mzsr", "srcnn", "finetune-1", "mzsr1x", "finetune10bp2", "mzsrbp2", "finetune10x8", "mzsr1x4"):
+    auto = parse_method("mzsrauto")
+    assert (auto.kind, auto.steps, auto.paper_name, auto.label) == ("mzsr", "auto", None, "MZSR(auto)")
+    assert "held-out" in auto.describe()
+    for bad in ("mzsr", "srcnn", "finetune-1", "mzsr1x", "finetune10bp2", "mzsrbp2", "finetune10x8", "mzsr1x4",
+                "mzsrautox8", "mzsrautobp2", "finetuneauto"):
         with pytest.raises(ValueError, match="unknown method"):
             parse_method(bad)
     ani = get_scenario("gdani")
@@ -242,3 +246,21 @@ def test_report_renders_in_headless_chromium(toy_data, tiny_model, tmp_path, cap
     assert pixels.std() > 10
     # matplotlib's first line colour (#1f77b4) shows only if the steps plot was drawn on the page
     assert (np.abs(pixels - [31, 119, 180]).max(axis=-1) < 30).sum() > 50
+
+
+def test_mzsr_rows_keep_the_papers_recipe_and_auto_runs(tiny_model, rng):
+    import torch
+
+    from mzsr.adapt import adapt, super_resolve, to_image, to_tensor
+    from mzsr.bench.methods import run_method
+    from mzsr.models import load_model
+
+    model = load_model(tiny_model, "cpu")
+    lr = rng.integers(0, 256, (30, 26, 3)).astype(np.uint8)
+    k = gaussian_kernel(2.0, size=11)
+    t, kt = to_tensor(lr), torch.as_tensor(k, dtype=torch.float32)
+    params = adapt(model.net, model.params, t, kt, 2, "direct", 3, model.step_lrs)  # plain SGD, whole image
+    want = to_image(super_resolve(model.net, params, t, 2))
+    assert np.array_equal(run_method(parse_method("mzsr3"), lr, 2, k, "direct", model, None, "cpu"), want)
+    auto = run_method(parse_method("mzsrauto"), lr, 2, k, "direct", model, None, "cpu")
+    assert auto.shape == want.shape and auto.dtype == np.uint8

@@ -45,3 +45,55 @@ def device_label(device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return device.type
+
+
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # CPUs with native bf16 dot products (oneDNN uses them)
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where that file is missing, e.g. off Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, or the platform's processor string."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown CPU"
+
+
+def has_fast_bf16(device) -> bool:
+    """Whether bf16 matrix products run natively: AVX-512 BF16 or AMX on a CPU, bf16 support on a GPU. Elsewhere
+    autocast emulates bf16 and is slower than fp32."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(cpu_flags() & set(BF16_CPU_FLAGS))
+
+
+def fast_precision(device) -> str:
+    """The precision that adaptation and inference should run in on ``device``: ``bf16`` (under autocast, with
+    channels_last tensors) where it is native, else ``fp32``.
+
+    torch.compile is not used: on the CPU its compilation takes longer than it saves on one image.
+    """
+    return "bf16" if has_fast_bf16(device) else "fp32"
+
+
+def describe_path(device) -> str:
+    """What :func:`fast_precision` picks, in words for a summary line: ``bf16+channels_last`` or ``fp32``."""
+    return "bf16+channels_last" if fast_precision(device) == "bf16" else "fp32"

@@ -1,6 +1,8 @@
-"""The compared methods, by name: ``bicubic``, ``zssr``, ``mzsrN`` and ``finetuneN`` (N adaptation steps), and
-``mzsrNbpB``: MZSR(N) then B back-projection iterations, and ``mzsrNx8`` / ``mzsrNbpBx8``: with the 8-way
-self-ensemble (additions of ours, not rows of the paper).
+"""The compared methods, by name: ``bicubic``, ``zssr``, ``mzsrN`` and ``finetuneN`` (N adaptation steps, the
+paper's recipe: plain SGD on the whole image), and ``mzsrNbpB``: MZSR(N) then B back-projection iterations, and
+``mzsrNx8`` / ``mzsrNbpBx8``: with the 8-way self-ensemble, and ``mzsrauto``: our schedule (the meta-learned steps,
+then Adam, crops on large images) until held-out blocks stop improving, within a time limit, in the fastest
+precision the machine has, with what ``mzsr.schedules`` makes part of it (additions of ours, not rows of the paper).
 
 ``mzsrN`` adapts the meta-learned weights, ``finetuneN`` the bicubic-pretrained weights they started from (the
 model card's ``base``), both on the whole image. Fine-tuning with fewer than ``ADAM_FROM_STEPS`` steps uses the
@@ -17,21 +19,23 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..adapt import l1_grad_tiled, make_son, super_resolve, to_image, to_tensor, upsample
+from ..adapt import l1_grad_tiled, make_son, super_resolve, to_image, to_tensor, upsample, zero_shot
 from ..api import upscale
 from ..degrade import quantize
 from ..models import Model
-from ..schedules import ADAM_FROM_STEPS, FINETUNE_ADAM_LR
+from ..runtime import fast_precision
+from ..schedules import (ADAM_FROM_STEPS, AUTO_BACK_PROJECTION, AUTO_ENSEMBLE, AUTO_SUMMARY, AUTO_TIME_LIMIT,
+                         FINETUNE_ADAM_LR)
 from ..zssr import zssr
 
-_STEPPED = re.compile(r"(mzsr|finetune)(\d+)|mzsr(\d+)(?:bp(\d+))?(x8)?")
+_STEPPED = re.compile(r"(mzsr|finetune)(\d+)|mzsr(\d+|auto)(?:bp(\d+))?(x8)?")
 
 
 @dataclass(frozen=True)
 class Method:
     name: str
     kind: str  # "bicubic" | "zssr" | "mzsr" | "finetune"
-    steps: int = 0
+    steps: int | str = 0  # a count, or "auto"
     back_projection: int = 0
     ensemble: bool = False
 
@@ -44,9 +48,13 @@ class Method:
         return self.kind == "finetune" and self.steps >= ADAM_FROM_STEPS
 
     @property
+    def auto(self) -> bool:
+        return self.steps == "auto"
+
+    @property
     def paper_name(self) -> str | None:
         """The method's row in the paper's tables (fine-tuning has none)."""
-        if self.back_projection or self.ensemble:
+        if self.back_projection or self.ensemble or self.auto:
             return None
         return {"bicubic": "Bicubic", "zssr": "ZSSR", "mzsr": f"MZSR({self.steps})"}.get(self.kind)
 
@@ -54,7 +62,7 @@ class Method:
     def label(self) -> str:
         if self.kind == "finetune":
             return f"Fine-tune({self.steps}{', Adam' if self.adam else ''})"
-        if self.back_projection or self.ensemble:
+        if self.back_projection or self.ensemble or self.auto:
             return f"MZSR({self.steps})" + "+x8" * self.ensemble + f"+BP{self.back_projection}" * bool(
                 self.back_projection)
         return self.paper_name
@@ -64,6 +72,11 @@ class Method:
             return "MATLAB-bicubic upsampling"
         if self.kind == "zssr":
             return "a fresh net trained on the image alone (spec §8)"
+        if self.auto:
+            return (f"our schedule ({AUTO_SUMMARY}) until held-out blocks of the son pair stop improving, within "
+                    f"{AUTO_TIME_LIMIT:g} s per image" + (", median over the kernel-keeping rotations/flips"
+                                                          if AUTO_ENSEMBLE else "")
+                    + (f", then {AUTO_BACK_PROJECTION} back-projection iterations" if AUTO_BACK_PROJECTION else ""))
         steps = f"{self.steps} whole-image step{'' if self.steps == 1 else 's'}"
         if self.kind == "mzsr":
             x8 = ", median over 8 rotations/flips" if self.ensemble else ""
@@ -78,9 +91,13 @@ def parse_method(name: str) -> Method:
         return Method(name, name)
     m = _STEPPED.fullmatch(name)
     if m is None:
-        raise ValueError(f"unknown method '{name}' (bicubic, zssr, mzsrN, finetuneN, mzsrNbpB, mzsrNx8 or "
-                         "mzsrNbpBx8: N steps, B back-projection iterations, x8 self-ensemble)")
+        raise ValueError(f"unknown method '{name}' (bicubic, zssr, mzsrN, finetuneN, mzsrNbpB, mzsrNx8, "
+                         "mzsrNbpBx8: N steps, B back-projection iterations, x8 self-ensemble; or mzsrauto)")
     if m.group(1) is None:
+        if m.group(3) == "auto":
+            if m.group(4) or m.group(5):  # auto decides on the ensemble and back-projection itself
+                raise ValueError(f"unknown method '{name}' (mzsrauto takes no bp/x8 suffix)")
+            return Method(name, "mzsr", "auto")
         return Method(name, "mzsr", int(m.group(3)), int(m.group(4) or 0), m.group(5) is not None)
     return Method(name, m.group(1), int(m.group(2)))
 
@@ -110,7 +127,19 @@ def run_method(method: Method, lr: np.ndarray, scale: int, kernel: np.ndarray, d
     if method.kind == "zssr":
         # called directly, not through upscale(), for its seed and iteration cap; rounded as upscale() would
         return quantize(255.0 * zssr(lr / 255.0, scale, kernel, downsample, device, callback, zssr_iters, seed))
+    if method.kind == "bicubic":
+        return upscale(lr, scale, method="bicubic")
     if method.adam:
         return finetune_adam(base, lr, kernel, scale, downsample, method.steps, device, callback=callback)
-    return upscale(lr, scale, kernel, method.steps, method.kind, model, downsample, device, callback=callback,
-                   back_projection=method.back_projection, ensemble=method.ensemble)
+    if model.scale != scale:
+        raise ValueError(f"model '{model.name}' is a ×{model.scale} model, asked for ×{scale}")
+    weights = model if method.kind == "mzsr" else base
+    if method.auto:
+        recipe = {"steps": "auto", "schedule": "tail", "precision": fast_precision(device), "seed": seed,
+                  "ensemble": AUTO_ENSEMBLE, "back_projection": AUTO_BACK_PROJECTION}
+    else:  # the paper's recipe, whatever zero_shot's defaults become
+        recipe = {"steps": method.steps, "schedule": "paper", "ensemble": method.ensemble,
+                  "back_projection": method.back_projection}
+    return quantize(255.0 * zero_shot(weights.net, weights.params, lr.astype(np.float64), kernel, scale,
+                                      downsample, step_lrs=model.step_lrs, device=device, callback=callback,
+                                      **recipe))

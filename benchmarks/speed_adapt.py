@@ -1,0 +1,161 @@
+"""Seconds and peak memory of upscaling one LR image ×2 at three sizes: bicubic, ZSSR, MZSR(1), MZSR(10) and
+MZSR(auto); inference throughput against the machine's matmul peak (fp32 and bf16).
+
+    OMP_NUM_THREADS=1 python benchmarks/speed_adapt.py [--sizes 256x256 1024x768 2000x1500] [--zssr-iters 60]
+
+Each measurement runs in a fresh process, so its peak RSS is its own (a fresh torch process's baseline is the
+bicubic row). ZSSR is not run to the end: its per-iteration time is measured over ``--zssr-iters`` iterations
+at the smallest size, its fixed cost (the 8-frame self-ensemble and back-projection) there too, and both are
+extrapolated — per iteration × its iteration count (at least ZSSR_MIN_ITERS, at most ZSSR_MAX_ITERS), the fixed
+cost and the periodic whole-image checks × the pixel count. MZSR(N) paper: the paper's recipe (N plain-SGD steps
+on the whole image, fp32); tail: our schedule (the model's SGD steps, then Adam, crops above the pixel budget) on
+the machine's fast path; auto: our schedule until held-out blocks stop improving, within the time limit.
+"""
+import argparse
+import multiprocessing as mp
+import resource
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mzsr.runtime import cpu_flags, cpu_model, describe_path, fast_precision
+from mzsr.schedules import AUTO_TIME_LIMIT, ZSSR_MAX_ITERS, ZSSR_MIN_ITERS, ZSSR_TEST_EVERY
+
+from _common import sample_image
+
+SCALE = 2
+KERNEL = "iso:2.0"
+
+
+def lr_image(size: tuple[int, int]) -> np.ndarray:
+    w, h = size
+    return np.asarray(Image.fromarray(sample_image()).resize((w, h), Image.LANCZOS))
+
+
+def peak_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+
+
+def _measure(job: dict, out) -> None:
+    """In a fresh process: run one method once, send back (seconds, peak RSS GiB, extra)."""
+    torch.set_num_threads(job["threads"])
+    from mzsr.adapt import super_resolve, to_tensor, zero_shot
+    from mzsr.kernels import parse_kernel_spec
+    from mzsr.models import load_model
+    from mzsr.resize import imresize
+
+    lr = lr_image(job["size"])
+    k = parse_kernel_spec(KERNEL).kernel
+    extra = {}
+    if job["method"] == "bicubic":
+        t0 = time.perf_counter()
+        imresize(lr / 255.0, SCALE)
+    elif job["method"] == "zssr":
+        from mzsr.zssr import zssr
+
+        stamps = []
+        t0 = time.perf_counter()
+        zssr(lr / 255.0, SCALE, k, "direct", "cpu", lambda i, loss: stamps.append(time.perf_counter()),
+             job["zssr_iters"])
+        extra = {"start": stamps[0] - t0, "per_iter": (stamps[-1] - stamps[0]) / (len(stamps) - 1),
+                 "final": time.perf_counter() - stamps[-1]}
+    else:
+        model = load_model("direct-x2", "cpu")
+        if job["method"] == "infer":
+            x = to_tensor(lr)
+            super_resolve(model.net, model.params, x[..., :64, :64], SCALE, precision=job["precision"])  # warm-up
+            t0 = time.perf_counter()
+            super_resolve(model.net, model.params, x, SCALE, precision=job["precision"])
+        else:
+            steps = []
+            t0 = time.perf_counter()
+            zero_shot(model.net, model.params, lr.astype(np.float64), k, SCALE, "direct", job["steps"],
+                      model.step_lrs, schedule=job["schedule"], precision=job["precision"],
+                      callback=lambda i, loss: steps.append(i))
+            extra = {"steps": len(steps)}
+    out.send((time.perf_counter() - t0, peak_gib(), extra))
+
+
+def measure(job: dict) -> tuple[float, float, dict]:
+    ctx = mp.get_context("spawn")
+    a, b = ctx.Pipe()
+    p = ctx.Process(target=_measure, args=(job, b))
+    p.start()
+    result = a.recv()
+    p.join()
+    return result
+
+
+def matmul_peak(dtype, n: int = 2048, reps: int = 5) -> float:
+    a = torch.rand(n, n).to(dtype)
+    a @ a
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ a
+    return reps * 2 * n ** 3 / (time.perf_counter() - t0) / 1e9
+
+
+def conv_flops_per_pixel() -> float:
+    """FLOPs of one forward of the shipped net per output pixel: 2 × Σ c_in·c_out·9 over its convolutions."""
+    from mzsr.models import load_model
+
+    net = load_model("direct-x2", "cpu").net
+    return 2.0 * sum(c.weight.numel() for c in net.convs)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", nargs="+", default=["256x256", "1024x768", "2000x1500"])
+    p.add_argument("--zssr-iters", type=int, default=60)
+    args = p.parse_args()
+    sizes = [tuple(map(int, s.split("x"))) for s in args.sizes]
+    threads = torch.get_num_threads()
+    fast = fast_precision("cpu")
+    flags = sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx", "avx2", "fma")))
+    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {threads} thread(s), capability "
+          f"{torch.backends.cpu.get_cpu_capability()}; fast path: {describe_path('cpu')}")
+    print(f"flags: {' '.join(flags)}")
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    print(f"matmul peak (2048³): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
+    fpp = conv_flops_per_pixel()
+    rows = [("bicubic", {"method": "bicubic"}),
+            ("MZSR(1) paper, fp32", {"method": "mzsr", "steps": 1, "schedule": "paper", "precision": "fp32"}),
+            ("MZSR(10) paper, fp32", {"method": "mzsr", "steps": 10, "schedule": "paper", "precision": "fp32"}),
+            (f"MZSR(10) tail, {fast}", {"method": "mzsr", "steps": 10, "schedule": "tail", "precision": fast}),
+            (f"MZSR(auto), {fast}", {"method": "mzsr", "steps": "auto", "schedule": "tail", "precision": fast})]
+    zssr_ref = None
+    for size in sizes:
+        w, h = size
+        px = w * h
+        print(f"\n### LR {w}×{h} → {w * SCALE}×{h * SCALE}\n")
+        print("| method | seconds | peak RSS GiB | note |\n|---|---|---|---|")
+        for name, job in rows:
+            s, mem, extra = measure({**job, "size": size, "threads": threads})
+            note = f"{extra['steps']} steps" if "steps" in extra else ""
+            if job.get("steps") == "auto":
+                note += f" (limit {AUTO_TIME_LIMIT:g} s)"
+            print(f"| {name} | {s:.1f} | {mem:.2f} | {note} |", flush=True)
+        if zssr_ref is None:
+            s, mem, extra = measure({"method": "zssr", "size": size, "threads": threads,
+                                     "zssr_iters": args.zssr_iters})
+            zssr_ref = (px, extra, mem)
+        ref_px, z, zmem = zssr_ref
+        # the checks every ZSSR_TEST_EVERY iterations run on the whole image: inside per_iter, scaled by pixels
+        per_iter, fixed = z["per_iter"], (z["start"] + z["final"]) * px / ref_px
+        lo, hi = (fixed + n * per_iter * (1 + (px / ref_px - 1) / ZSSR_TEST_EVERY) for n in (ZSSR_MIN_ITERS,
+                                                                                                ZSSR_MAX_ITERS))
+        how = "measured" if px == ref_px else f"extrapolated from {ref_px} px"
+        print(f"| ZSSR (estimate) | {lo:.0f} – {hi:.0f} | {zmem if px == ref_px else float('nan'):.2f} | "
+              f"{ZSSR_MIN_ITERS}–{ZSSR_MAX_ITERS} iterations × {per_iter * 1e3:.0f} ms ({args.zssr_iters} run), "
+              f"fixed cost {fixed:.0f} s, {how} |", flush=True)
+        print("\n| inference | seconds | GFLOP/s | of matmul peak |\n|---|---|---|---|")
+        for precision in ("fp32", "bf16"):
+            s, _, _ = measure({"method": "infer", "precision": precision, "size": size, "threads": threads})
+            rate = fpp * px * SCALE ** 2 / s / 1e9
+            print(f"| {precision} | {s:.2f} | {rate:.0f} | {rate / peaks[precision]:.0%} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
