@@ -24,7 +24,7 @@ from ..models import Model
 from ..schedules import ADAM_FROM_STEPS, FINETUNE_ADAM_LR
 from ..zssr import zssr
 
-_STEPPED = re.compile(r"(mzsr|finetune)(\d+)|mzsr(\d+)(?:bp(\d+))?(x8)?")
+_STEPPED = re.compile(r"(mzsr|finetune)(\d+)|mzsr(\d+)(?:bp(\d+))?(x8)?(blind)?")
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class Method:
     steps: int = 0
     back_projection: int = 0
     ensemble: bool = False
+    blind: bool = False  # the kernel estimated from the LR (mzsr.estimate's default), not the scenario's
 
     @property
     def needs_model(self) -> bool:
@@ -46,7 +47,7 @@ class Method:
     @property
     def paper_name(self) -> str | None:
         """The method's row in the paper's tables (fine-tuning has none)."""
-        if self.back_projection or self.ensemble:
+        if self.back_projection or self.ensemble or self.blind:
             return None
         return {"bicubic": "Bicubic", "zssr": "ZSSR", "mzsr": f"MZSR({self.steps})"}.get(self.kind)
 
@@ -54,9 +55,9 @@ class Method:
     def label(self) -> str:
         if self.kind == "finetune":
             return f"Fine-tune({self.steps}{', Adam' if self.adam else ''})"
-        if self.back_projection or self.ensemble:
+        if self.back_projection or self.ensemble or self.blind:
             return f"MZSR({self.steps})" + "+x8" * self.ensemble + f"+BP{self.back_projection}" * bool(
-                self.back_projection)
+                self.back_projection) + ", blind" * self.blind
         return self.paper_name
 
     def describe(self) -> str:
@@ -68,7 +69,8 @@ class Method:
         if self.kind == "mzsr":
             x8 = ", median over 8 rotations/flips" if self.ensemble else ""
             bp = f", then {self.back_projection} back-projection iterations" if self.back_projection else ""
-            return f"{steps} of SGD from the meta-learned weights (the model's step lrs){x8}{bp}"
+            blind = ", with the kernel estimated from the LR" if self.blind else ""
+            return f"{steps} of SGD from the meta-learned weights (the model's step lrs){blind}{x8}{bp}"
         rule = f"Adam lr {FINETUNE_ADAM_LR:g}" if self.adam else "SGD, the model's step lrs"
         return f"{steps} from the bicubic-pretrained weights ({rule})"
 
@@ -78,10 +80,12 @@ def parse_method(name: str) -> Method:
         return Method(name, name)
     m = _STEPPED.fullmatch(name)
     if m is None:
-        raise ValueError(f"unknown method '{name}' (bicubic, zssr, mzsrN, finetuneN, mzsrNbpB, mzsrNx8 or "
-                         "mzsrNbpBx8: N steps, B back-projection iterations, x8 self-ensemble)")
+        raise ValueError(f"unknown method '{name}' (bicubic, zssr, mzsrN, finetuneN, mzsrNbpB, mzsrNx8, "
+                         "mzsrNbpBx8, each of those mzsr ones +blind: N steps, B back-projection iterations, x8 "
+                         "self-ensemble, blind: the kernel estimated)")
     if m.group(1) is None:
-        return Method(name, "mzsr", int(m.group(3)), int(m.group(4) or 0), m.group(5) is not None)
+        return Method(name, "mzsr", int(m.group(3)), int(m.group(4) or 0), m.group(5) is not None,
+                      m.group(6) is not None)
     return Method(name, m.group(1), int(m.group(2)))
 
 
@@ -112,5 +116,6 @@ def run_method(method: Method, lr: np.ndarray, scale: int, kernel: np.ndarray, d
         return quantize(255.0 * zssr(lr / 255.0, scale, kernel, downsample, device, callback, zssr_iters, seed))
     if method.adam:
         return finetune_adam(base, lr, kernel, scale, downsample, method.steps, device, callback=callback)
+    kernel = "estimate" if method.blind else kernel
     return upscale(lr, scale, kernel, method.steps, method.kind, model, downsample, device, callback=callback,
                    back_projection=method.back_projection, ensemble=method.ensemble)
