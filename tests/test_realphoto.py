@@ -74,3 +74,101 @@ def test_bad_corruption_options_are_refused_by_name(bad):
 
     with pytest.raises(ValueError, match=next(iter(bad))):
         check_fields(MetaConfig(**bad))
+
+
+def _krk_lr(data, set_name, i, sigma, seed=0):
+    from mzsr.bench.scenarios import read_rgb
+    from mzsr.degrade import corrupt, degrade
+    from mzsr.kernels import load_kernel
+    from mzsr.metrics import modcrop
+
+    files = sorted((data / "benchmark" / set_name / "HR").glob("*.png"))
+    gt = modcrop(read_rgb(files[i]), 2)
+    with pytest.warns(UserWarning) if i + 1 in (2, 6, 7, 9, 10) else _nothing():
+        k = load_kernel(data / "benchmark/DIV2KRK/gt_k_x2" / f"kernel_{i + 1}.mat")
+    return corrupt(degrade(gt, k, 2, "direct"), sigma, None, np.random.default_rng(seed + i))
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize("sigma", [0, 2, 5, 10])
+def test_noise_estimate_is_within_one_grey_level_on_blurred_test_images(data, sigma):
+    from mzsr.realphoto import estimate_noise
+
+    # Set14 1, 5, 7 and BSD100 2, 5 are the hardest found: a sharp kernel's aliasing, large clipped areas
+    for set_name, i in (("Set14", 0), ("Set14", 4), ("Set14", 6), ("BSD100", 1), ("BSD100", 4)):
+        assert estimate_noise(_krk_lr(data, set_name, i, sigma)) == pytest.approx(sigma, abs=1.0), (set_name, i)
+
+
+def test_jpeg_quality_reads_back_what_pillow_wrote(tmp_path, rng):
+    from PIL import Image
+
+    from mzsr.realphoto import jpeg_quality
+
+    img = Image.fromarray((rng.random((24, 24, 3)) * 255).astype(np.uint8))
+    for q in (10, 35, 50, 70, 75, 80, 90, 95, 100):
+        img.save(tmp_path / f"{q}.jpg", quality=q)
+        img.convert("L").save(tmp_path / f"{q}-grey.jpg", quality=q)
+        assert jpeg_quality(tmp_path / f"{q}.jpg") == q and jpeg_quality(tmp_path / f"{q}-grey.jpg") == q
+    img.save(tmp_path / "a.png")
+    assert jpeg_quality(tmp_path / "a.png") is None
+
+
+def test_camera_tables_give_the_nearest_quality_and_a_nonzero_distance():
+    from mzsr.realphoto import IJG_CHROMA, IJG_LUMA, ijg_table, quality_from_tables
+
+    luma = ijg_table(IJG_LUMA, 85).copy()
+    luma[::7] += 1  # a camera's own table near the IJG one
+    quality, distance = quality_from_tables({0: luma, 1: ijg_table(IJG_CHROMA, 85)})
+    assert quality == 85 and 0 < distance < 0.2
+
+
+def test_auto_finds_clean_set5_inputs_clean_and_noisy_jpegs_noisy(data, tmp_path):
+    from PIL import Image
+
+    from mzsr.bench.scenarios import read_rgb
+    from mzsr.degrade import corrupt
+    from mzsr.realphoto import auto_corruption, son_corruption
+
+    for f in sorted((data / "benchmark/Set5/LR_MZSR_g20_x2").glob("*.png")):
+        assert auto_corruption(read_rgb(f), f) == (0.0, None), f.name  # the son then is today's, unchanged
+    lr = read_rgb(sorted((data / "benchmark/Set5/LR_MZSR_g20_x2").glob("*.png"))[0])
+    noisy = corrupt(lr, 5.0, None, np.random.default_rng(0))
+    Image.fromarray(noisy).save(tmp_path / "photo.jpg", quality=85)
+    sigma, quality = auto_corruption(read_rgb(tmp_path / "photo.jpg"), tmp_path / "photo.jpg")
+    assert quality == 85 and sigma < 5  # JPEG removes most of the noise the estimate sees
+    noisy = corrupt(lr, 8.0, None, np.random.default_rng(0))
+    assert auto_corruption(noisy)[0] == pytest.approx(8.0, abs=1.0) and auto_corruption(noisy)[1] is None
+    assert son_corruption(0.8, 98) == (0.0, None) and son_corruption(3.0, 60) == (3.0, 60)
+
+
+def test_calibrated_son_noise_makes_the_corrupted_son_read_like_the_lr(data):
+    from mzsr.degrade import corrupt, degrade
+    from mzsr.kernels import gaussian_kernel
+    from mzsr.realphoto import calibrate_son_noise, estimate_noise
+
+    k = gaussian_kernel(2.0, size=21)
+    lr = _krk_lr(data, "Set14", 2, 10.0)
+    lr = corrupt(lr, 0.0, 90)
+    son = degrade(lr, k, 2, "direct")
+    target = estimate_noise(lr)
+    sigma = calibrate_son_noise(son, target, 90)
+    assert sigma > target  # JPEG hides noise: the son needs more than the LR reads to read as much after it
+    assert estimate_noise(corrupt(son, sigma, 90, np.random.default_rng(0))) == pytest.approx(target, abs=0.5)
+    assert calibrate_son_noise(son, 0.5, 90) == 0.0
+
+
+def test_guard_keeps_the_net_when_clearly_better_and_falls_back_when_not():
+    from mzsr.realphoto import guard_blend, guard_weight
+
+    assert guard_weight(0.5, 1.0) == 1.0
+    assert guard_weight(1.0, 1.0) == 0.0 and guard_weight(1.2, 1.0) == 0.0
+    assert guard_weight(0.95, 1.0, margin=0.1) == pytest.approx(0.5)
+    a, b = np.ones(3), np.zeros(3)
+    assert np.allclose(guard_blend(a, b, 0.25), 0.25) and guard_blend(a, b, 1.0) is a and guard_blend(a, b, 0) is b

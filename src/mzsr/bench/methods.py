@@ -28,7 +28,7 @@ from ..schedules import (ADAM_FROM_STEPS, AUTO_BACK_PROJECTION, AUTO_ENSEMBLE, A
                          FINETUNE_ADAM_LR)
 from ..zssr import zssr
 
-_STEPPED = re.compile(r"(mzsr|finetune)(\d+)|mzsr(\d+|auto)(?:bp(\d+))?(x8)?")
+_STEPPED = re.compile(r"(mzsr|finetune)(\d+)|mzsr(\d+|auto)(?:bp(\d+))?(x8)?(blind)?")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class Method:
     steps: int | str = 0  # a count, or "auto"
     back_projection: int = 0
     ensemble: bool = False
+    blind: bool = False  # the kernel estimated from the LR (mzsr.estimate's default), not the scenario's
 
     @property
     def needs_model(self) -> bool:
@@ -54,7 +55,7 @@ class Method:
     @property
     def paper_name(self) -> str | None:
         """The method's row in the paper's tables (fine-tuning has none)."""
-        if self.back_projection or self.ensemble or self.auto:
+        if self.back_projection or self.ensemble or self.auto or self.blind:
             return None
         return {"bicubic": "Bicubic", "zssr": "ZSSR", "mzsr": f"MZSR({self.steps})"}.get(self.kind)
 
@@ -62,9 +63,9 @@ class Method:
     def label(self) -> str:
         if self.kind == "finetune":
             return f"Fine-tune({self.steps}{', Adam' if self.adam else ''})"
-        if self.back_projection or self.ensemble or self.auto:
+        if self.back_projection or self.ensemble or self.auto or self.blind:
             return f"MZSR({self.steps})" + "+x8" * self.ensemble + f"+BP{self.back_projection}" * bool(
-                self.back_projection)
+                self.back_projection) + ", blind" * self.blind
         return self.paper_name
 
     def describe(self) -> str:
@@ -81,7 +82,8 @@ class Method:
         if self.kind == "mzsr":
             x8 = ", median over 8 rotations/flips" if self.ensemble else ""
             bp = f", then {self.back_projection} back-projection iterations" if self.back_projection else ""
-            return f"{steps} of SGD from the meta-learned weights (the model's step lrs){x8}{bp}"
+            blind = ", with the kernel estimated from the LR" if self.blind else ""
+            return f"{steps} of SGD from the meta-learned weights (the model's step lrs){blind}{x8}{bp}"
         rule = f"Adam lr {FINETUNE_ADAM_LR:g}" if self.adam else "SGD, the model's step lrs"
         return f"{steps} from the bicubic-pretrained weights ({rule})"
 
@@ -92,13 +94,15 @@ def parse_method(name: str) -> Method:
     m = _STEPPED.fullmatch(name)
     if m is None:
         raise ValueError(f"unknown method '{name}' (bicubic, zssr, mzsrN, finetuneN, mzsrNbpB, mzsrNx8, "
-                         "mzsrNbpBx8: N steps, B back-projection iterations, x8 self-ensemble; or mzsrauto)")
+                         "mzsrNbpBx8, mzsrauto, each of those mzsr ones +blind: N steps, B back-projection iterations, "
+                         "x8 self-ensemble, auto: our schedule, blind: the kernel estimated)")
     if m.group(1) is None:
+        blind = m.group(6) is not None
         if m.group(3) == "auto":
             if m.group(4) or m.group(5):  # auto decides on the ensemble and back-projection itself
                 raise ValueError(f"unknown method '{name}' (mzsrauto takes no bp/x8 suffix)")
-            return Method(name, "mzsr", "auto")
-        return Method(name, "mzsr", int(m.group(3)), int(m.group(4) or 0), m.group(5) is not None)
+            return Method(name, "mzsr", "auto", blind=blind)
+        return Method(name, "mzsr", int(m.group(3)), int(m.group(4) or 0), m.group(5) is not None, blind)
     return Method(name, m.group(1), int(m.group(2)))
 
 
@@ -131,15 +135,6 @@ def run_method(method: Method, lr: np.ndarray, scale: int, kernel: np.ndarray, d
         return upscale(lr, scale, method="bicubic")
     if method.adam:
         return finetune_adam(base, lr, kernel, scale, downsample, method.steps, device, callback=callback)
-    if model.scale != scale:
-        raise ValueError(f"model '{model.name}' is a ×{model.scale} model, asked for ×{scale}")
-    weights = model if method.kind == "mzsr" else base
-    if method.auto:
-        recipe = {"steps": "auto", "schedule": "tail", "precision": fast_precision(device), "seed": seed,
-                  "ensemble": AUTO_ENSEMBLE, "back_projection": AUTO_BACK_PROJECTION}
-    else:  # the paper's recipe, whatever zero_shot's defaults become
-        recipe = {"steps": method.steps, "schedule": "paper", "ensemble": method.ensemble,
-                  "back_projection": method.back_projection}
-    return quantize(255.0 * zero_shot(weights.net, weights.params, lr.astype(np.float64), kernel, scale,
-                                      downsample, step_lrs=model.step_lrs, device=device, callback=callback,
-                                      **recipe))
+    kernel = "estimate" if method.blind else kernel
+    return upscale(lr, scale, kernel, method.steps, method.kind, model, downsample, device, callback=callback,
+                   back_projection=method.back_projection, ensemble=method.ensemble, seed=seed)

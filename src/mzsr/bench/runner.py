@@ -113,7 +113,7 @@ def write_json(path: Path, data) -> None:
 
 
 def run_cell(method: Method, lr: np.ndarray, gt: np.ndarray, scale: int, scenario: Scenario, weights: Weights,
-             opts: Options, base_path: Path, callback=None) -> dict:
+             opts: Options, base_path: Path, callback=None, hr: Path | None = None) -> dict:
     """One method on one image, ``opts.repeats`` times → ``base_path``.png (SR) and .json (psnr, ssim, seconds, key)."""
     png, js, key = base_path.with_suffix(".png"), base_path.with_suffix(".json"), opts.key(method, weights)
     cached = read_json(js)
@@ -122,7 +122,7 @@ def run_cell(method: Method, lr: np.ndarray, gt: np.ndarray, scale: int, scenari
     seconds, sr = [], None
     for _ in range(opts.repeats):
         t0 = time.perf_counter()
-        out = run_method(method, lr, scale, scenario.kernel(), scenario.downsample, weights.model, weights.base,
+        out = run_method(method, lr, scale, scenario.kernel(hr, scale), scenario.downsample, weights.model, weights.base,
                          opts.device, opts.zssr_iters, opts.seed, callback)
         seconds.append(time.perf_counter() - t0)
         if sr is None:
@@ -183,7 +183,7 @@ def run_scenario(out: Path, set_name: str, hrs: list[Path], set_size: int, scena
             bar.set_postfix_str(where)
             if weights.reason(m) is None:
                 rec = run_cell(m, lr, gt, scale, scenario, weights, opts, out / "cells" / here / m.name / hr.stem,
-                               lambda i, loss: bar.set_postfix_str(f"{where} step {i + 1}"))
+                               lambda i, loss: bar.set_postfix_str(f"{where} step {i + 1}"), hr)
                 records[m.name].append({"image": hr.stem, "hr": str(hr), "lr": f"inputs/{here}/{hr.stem}.png",
                                         "sr": f"cells/{here}/{m.name}/{hr.stem}.png",
                                         **{k: rec[k] for k in ("psnr", "ssim", "seconds")},
@@ -212,7 +212,7 @@ def steps_curve(out: Path, set_name: str, scenario: Scenario, hr: Path, scale: i
     if cached is not None and cached.get("key") == key:
         return cached
     lr = degraded_input(hr, scenario, scale, out / "inputs" / cell_dir(set_name, scenario, scale))
-    args = (lr, ground_truth(hr, scale), scenario.kernel(), scale, scenario.downsample, steps, device)
+    args = (lr, ground_truth(hr, scale), scenario.kernel(hr, scale), scale, scenario.downsample, steps, device)
     curve = {**where, "key": key, "steps": list(range(steps + 1)),
              "mzsr": psnr_vs_steps(weights.model, weights.model, *args),
              "finetune": psnr_vs_steps(weights.model, weights.base, *args)}

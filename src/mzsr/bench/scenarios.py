@@ -4,19 +4,25 @@ A scenario is a 21×21 Gaussian kernel plus a subsampling: ``gd0.2``, ``gd2.0``,
 (MATLAB-bicubic). Ground truth is the HR image of ``$MZSR_DATA/benchmark/<set>/HR`` cropped to a multiple of the
 scale, as uint8 RGB (grayscale files are repeated into three channels); the LR input is ``degrade_image(gt)``,
 bit-exact with the official Set5 g^d_2.0 inputs.
+
+Beside them, real photos' scenarios (none in the paper): ``krk`` blurs the i-th image of a set (sorted by name)
+with DIV2KRK's ``kernel_{i+1}.mat`` for the scale (KernelGAN's random anisotropic kernels, direct subsampling), and
+any of the five takes a suffix ``+nS`` (white noise of σ S grey levels), ``+qQ`` (then JPEG at quality Q) or
+``+nSqQ``, for S in 3, 5, 10 and Q in 75, 90: e.g. ``krk+n5q75``. The noise is seeded by the image's name.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from ..api import degrade_image
-from ..io import ImageError, read_image, write_image
-from ..kernels import gaussian_kernel
+from ..io import IMAGE_SUFFIXES, ImageError, data_root, read_image, write_image
+from ..kernels import gaussian_kernel, load_kernel
 from ..metrics import modcrop
 
 KERNEL_SIZE = 21  # the size of the official g^d_2.0 kernel file
@@ -34,13 +40,35 @@ class Scenario:
     lambda2: float
     theta: float
     downsample: str
+    noise: float = 0.0  # σ of white Gaussian noise on the LR, in grey levels of 0..255
+    jpeg: int | None = None  # then JPEG at this quality
+    kernels: str = ""  # "DIV2KRK": one of its kernels per image (the λs are unused); "": the Gaussian of the λs
 
-    def kernel(self) -> np.ndarray:
-        return gaussian_kernel(self.lambda1, self.lambda2, self.theta, size=KERNEL_SIZE)
+    def kernel(self, hr_path: Path | None = None, scale: int | None = None) -> np.ndarray:
+        """The blur of ``hr_path``'s LR at ``scale`` (both needed only for per-image kernels)."""
+        if not self.kernels:
+            return gaussian_kernel(self.lambda1, self.lambda2, self.theta, size=KERNEL_SIZE)
+        if hr_path is None or scale is None:
+            raise ValueError(f"scenario {self.id}: its kernel depends on the image and the scale")
+        return div2krk_kernel(Path(hr_path), scale)
 
     def describe(self) -> dict:
-        return {"paper_key": self.paper_key, "lambda1": self.lambda1, "lambda2": self.lambda2,
-                "theta": self.theta, "kernel_size": KERNEL_SIZE, "downsample": self.downsample}
+        blur = ({"kernels": f"DIV2KRK gt_k_x<scale>/kernel_<i+1>.mat for the i-th image"} if self.kernels else
+                {"lambda1": self.lambda1, "lambda2": self.lambda2, "theta": self.theta, "kernel_size": KERNEL_SIZE})
+        real = {"noise": self.noise, "jpeg": self.jpeg} if self.noise or self.jpeg else {}
+        return {"paper_key": self.paper_key, **blur, "downsample": self.downsample, **real}
+
+
+def div2krk_kernel(hr_path: Path, scale: int) -> np.ndarray:
+    """DIV2KRK's ground-truth kernel ``kernel_{i+1}.mat`` for the i-th image (by name) of ``hr_path``'s folder,
+    as the kernel-estimation benchmark assigns them, in MZSR's convention."""
+    names = sorted(p.name for p in hr_path.parent.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    path = data_root() / "benchmark" / "DIV2KRK" / f"gt_k_x{scale}" / f"kernel_{names.index(hr_path.name) + 1}.mat"
+    if not path.is_file():
+        raise ImageError(f"{path}: no DIV2KRK kernel for {hr_path.name} at ×{scale}")
+    with warnings.catch_warnings():  # their tails dip below 0 by up to 1.6 %: load_kernel clips and renormalises
+        warnings.simplefilter("ignore", UserWarning)
+        return load_kernel(path)
 
 
 SCENARIOS = {s.id: s for s in (
@@ -48,8 +76,24 @@ SCENARIOS = {s.id: s for s in (
     Scenario("gd2.0", "g^d_2.0", 2.0, 2.0, 0.0, "direct"),
     Scenario("gdani", "g^d_ani", 4.0, 1.0, -0.5, "direct"),
     Scenario("gb1.3", "g^b_1.3", 1.3, 1.3, 0.0, "bicubic"),
+    Scenario("krk", "", 0.0, 0.0, 0.0, "direct", kernels="DIV2KRK"),
 )}
-ALL_SCENARIOS = tuple(SCENARIOS)
+# real photos: noise σ (grey levels), JPEG quality, and both, on every blur above
+REAL_NOISE = (3.0, 5.0, 10.0)
+REAL_JPEG = (75, 90)
+REAL_CORRUPTIONS = ([(n, None) for n in REAL_NOISE] + [(0.0, q) for q in REAL_JPEG]
+                    + [(n, q) for n in REAL_NOISE for q in REAL_JPEG])
+
+
+def corrupted(scenario: Scenario, noise: float, jpeg: int | None) -> Scenario:
+    """``scenario`` with noise and/or JPEG on its LR, named ``<id>+n<σ>q<quality>``."""
+    suffix = (f"n{noise:g}" if noise else "") + (f"q{jpeg}" if jpeg else "")
+    return replace(scenario, id=f"{scenario.id}+{suffix}", paper_key="", noise=noise, jpeg=jpeg)
+
+
+SCENARIOS.update({c.id: c for c in (corrupted(s, n, q) for s in list(SCENARIOS.values())
+                                    for n, q in REAL_CORRUPTIONS)})
+ALL_SCENARIOS = ("gd0.2", "gd2.0", "gdani", "gb1.3")  # the paper's
 DEFAULT_SCENARIOS = {4: ("gd2.0",)}  # the paper's ×4 table has g^d_2.0 only
 
 
@@ -94,6 +138,7 @@ def degraded_input(hr_path: Path, scenario: Scenario, scale: int, cache_dir: Pat
     cached = cache_dir / f"{hr_path.stem}.png"
     if cached.is_file():
         return read_rgb(cached)
-    lr = degrade_image(ground_truth(hr_path, scale), scenario.kernel(), scale, scenario.downsample)
+    lr = degrade_image(ground_truth(hr_path, scale), scenario.kernel(hr_path, scale), scale, scenario.downsample,
+                       scenario.noise, 0, scenario.jpeg, hr_path.stem)
     write_image(cached, lr)
     return lr
