@@ -19,8 +19,10 @@ from .estimate import estimate_kernel, get_estimator
 from .kernels import KernelSpec, check_kernel, parse_kernel_spec
 from .metrics import modcrop, psnr_y, ssim_y
 from .models import Model, ModelError, default_model, load_model, model_for_kernel
+from .realphoto import PATCH, auto_corruption
 from .resize import imresize
-from .runtime import pick_device
+from .runtime import describe_path, fast_precision, pick_device
+from .schedules import AUTO_BACK_PROJECTION, AUTO_ENSEMBLE, AUTO_TIME_LIMIT
 
 METHODS = ("mzsr", "finetune", "bicubic", "zssr")
 ADAPTING = ("mzsr", "finetune")
@@ -84,6 +86,8 @@ class Result:
     image: np.ndarray  # the output, in the input's layout and dtype
     kernel: np.ndarray | None  # the kernel it was upscaled with (None: no blur, the bicubic degradation)
     model: str | None  # the model that adapted (None for bicubic and zssr)
+    noise: float = 0.0  # σ (grey levels) of the noise the son was given
+    jpeg: int | None = None  # the JPEG quality the son was compressed at (None: none)
 
 
 class Upscaler:
@@ -97,17 +101,30 @@ class Upscaler:
     subsampling and its kernel (:func:`mzsr.models.model_for_kernel`). ``downsample``: the son's subsampling,
     by default :func:`default_downsample`. ``max_pixels``: the most output pixels an image may give (``None``:
     no limit). See :func:`upscale` for the other options.
+
+    ``steps``: ``"auto"`` (our schedule: the model's meta-learned steps, then Adam until held-out parts of the
+    son pair stop improving, within ``time_limit`` seconds per image; bounded cost per step; then the
+    self-ensemble and back-projection unless told otherwise; in bf16 where the machine has it) or ``N``: the
+    paper's MZSR(N), N plain-SGD steps on the whole image in fp32. ``noise`` / ``jpeg``: the corruption the son is
+    given, so that adapting learns to remove the input's noise and JPEG blocks rather than to reproduce them:
+    ``"auto"`` measures the input (noise level; JPEG quality from the file's tables), a number fixes it, 0 /
+    ``None`` means none. ``seed`` seeds what adapting draws (crops, the son's noise).
     """
 
-    def __init__(self, scale: int = 2, kernel=None, steps: int = 10, method: str = "mzsr",
+    def __init__(self, scale: int = 2, kernel=None, steps: int | str = "auto", method: str = "mzsr",
                  model: str | Model | None = None, downsample: str | None = None, device: str = "auto",
-                 tile: int | None = None, estimator: str | None = None, back_projection: int = 0,
-                 ensemble: bool = False, kernel_convention: str = "auto",
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS):
+                 tile: int | None = None, estimator: str | None = None, back_projection: int | None = None,
+                 ensemble: bool | None = None, kernel_convention: str = "auto",
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, noise: float | str = "auto",
+                 jpeg: int | str | None = "auto", time_limit: float | None = None, seed: int = 0):
         validate.choice(method, "method", METHODS)
         self.scale, self.steps = validate.scale(scale), validate.steps(steps)
-        self.tile, self.back_projection = validate.tile(tile), validate.back_projection(back_projection)
-        self.max_pixels = validate.max_pixels(max_pixels)
+        self.tile, self.max_pixels = validate.tile(tile), validate.max_pixels(max_pixels)
+        self.back_projection = None if back_projection is None else validate.back_projection(back_projection)
+        self.time_limit = AUTO_TIME_LIMIT if time_limit is None else validate.time_limit(time_limit, "time_limit")
+        self.noise = noise if noise == "auto" else validate.noise(noise)
+        self.jpeg = jpeg if jpeg == "auto" else validate.jpeg_quality(jpeg)
+        self.seed = validate.integer(seed, "seed", 0)
         for option, value in (("back_projection", back_projection), ("ensemble", ensemble)):
             if value and method not in ADAPTING:
                 raise OptionError(f"{option} applies to mzsr and finetune, not {method}")
@@ -118,7 +135,7 @@ class Upscaler:
             if self.spec.kind != "estimate":
                 raise OptionError(f"estimator {estimator!r} is only used with kernel 'estimate'")
             get_estimator(estimator)
-        self.method, self.estimator, self.ensemble = method, estimator, bool(ensemble)
+        self.method, self.estimator, self.ensemble = method, estimator, None if ensemble is None else bool(ensemble)
         self.device = pick_device(device)
         self._models: dict[str, Model] = {}
         self.fixed = self._load(model) if model is not None else None
@@ -162,6 +179,35 @@ class Upscaler:
             raise OptionError("a kernel folder needs the image's file stem to pick its kernel")
         return self.spec.for_image(stem, self.scale)
 
+    @property
+    def auto(self) -> bool:
+        return self.steps == "auto"
+
+    @property
+    def precision(self) -> str:
+        """fp32 for the paper's MZSR(N), exactly as published; the machine's fast path for ``steps="auto"``."""
+        return fast_precision(self.device) if self.auto else "fp32"
+
+    def describe(self) -> str:
+        """The recipe in a few words, for a summary line."""
+        if self.method not in ADAPTING:
+            return self.method
+        how = "auto steps" if self.auto else f"{self.steps} steps"
+        return f"{self.method}, {how}, {describe_path(self.device) if self.auto else 'fp32'}"
+
+    def son_corruption(self, rgb: np.ndarray, kernel, path=None) -> tuple[float, int | None]:
+        """(σ, JPEG quality) to corrupt the son with: the given values, or measured on the input (``"auto"``)."""
+        noise, jpeg = self.noise, self.jpeg
+        if "auto" in (noise, jpeg):
+            if min(rgb.shape[:2]) < 4 * PATCH:  # too small to measure: taken as clean
+                found = (0.0, None)
+            else:
+                son = degrade(rgb * 255.0, kernel, self.scale, self.downsample)
+                found = auto_corruption(rgb * 255.0, path if jpeg == "auto" else None, son)
+            noise = found[0] if noise == "auto" else noise
+            jpeg = found[1] if jpeg == "auto" else jpeg
+        return float(noise), jpeg
+
     def input_limit(self) -> int | None:
         """The most input pixels whose output stays within ``max_pixels`` (for checking a file's header)."""
         return None if self.max_pixels is None else self.max_pixels // self.scale ** 2
@@ -173,9 +219,10 @@ class Upscaler:
             raise ImageError(f"{source}: {width}×{height} px gives a {width * self.scale}×{height * self.scale} "
                              f"output ({out:,} pixels), over the limit of {self.max_pixels:,} (max_pixels)")
 
-    def upscale(self, image: np.ndarray, stem: str | None = None, callback=None) -> Result:
+    def upscale(self, image: np.ndarray, stem: str | None = None, callback=None, path=None) -> Result:
         """Super-resolve one image (layout and dtype as :func:`upscale` takes them); ``stem`` names its kernel in a
-        kernel folder. ``callback(step, loss)`` is called after each adaptation step."""
+        kernel folder; ``path``, the file it came from, lets ``jpeg="auto"`` read its quality. ``callback(step,
+        loss)`` is called after each adaptation step."""
         image = validate.image(image)
         self.check_size(image.shape[1], image.shape[0])
         kernel = self.kernel_for(image, stem)
@@ -190,12 +237,18 @@ class Upscaler:
         else:
             weights = model if self.method == "mzsr" else self._base_of(model)
             tiles = {} if self.tile is None else {"tile_train": self.tile, "tile_infer": self.tile}
+            noise, jpeg = self.son_corruption(rgb, kernel, path)
+            ensemble = (AUTO_ENSEMBLE if self.auto else False) if self.ensemble is None else self.ensemble
+            bp = (AUTO_BACK_PROJECTION if self.auto else 0) if self.back_projection is None else self.back_projection
             sr = _adapt.zero_shot(weights.net, weights.params, rgb * 255.0, kernel, self.scale, self.downsample,
-                                  self.steps, model.step_lrs, self.device, callback=callback,
-                                  back_projection=self.back_projection, ensemble=self.ensemble, **tiles)
+                                  self.steps, model.step_lrs, self.device, callback=callback, precision=self.precision,
+                                  back_projection=bp, ensemble=ensemble, schedule="tail" if self.auto else "paper",
+                                  noise=noise, jpeg=jpeg, seed=self.seed, time_limit=self.time_limit, **tiles)
         up_alpha = None if alpha is None else imresize(alpha, out_shape=sr.shape[:2])
         out = join_channels(np.asarray(sr, dtype=np.float64), up_alpha, gray, peak, np.asarray(image).dtype)
-        return Result(out, kernel, None if model is None else model.name)
+        if model is None:
+            return Result(out, kernel, None)
+        return Result(out, kernel, model.name, noise, jpeg)
 
     def _base_of(self, model: Model) -> Model:
         if "base" not in model.card:
@@ -212,11 +265,12 @@ class Upscaler:
         return psnr_y(sr8, gt8, self.scale), ssim_y(sr8, gt8, self.scale)
 
 
-def upscale(image: np.ndarray, scale: int = 2, kernel=None, steps: int = 10, method: str = "mzsr",
+def upscale(image: np.ndarray, scale: int = 2, kernel=None, steps: int | str = "auto", method: str = "mzsr",
             model: str | Model | None = None, downsample: str | None = None, device: str = "auto",
             tile: int | None = None, callback=None, estimator: str | None = None,
-            back_projection: int = 0, ensemble: bool = False,
-            max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+            back_projection: int | None = None, ensemble: bool | None = None,
+            max_pixels: int | None = DEFAULT_MAX_PIXELS, noise: float | str = "auto",
+            jpeg: int | str | None = "auto", time_limit: float | None = None, seed: int = 0) -> np.ndarray:
     """Super-resolve one image ×``scale`` by zero-shot adaptation to its blur ``kernel``.
 
     ``image``: ``(H, W)``, ``(H, W, 2|3|4)`` array, uint8, uint16, or float in [0, 1]; the result has the same
@@ -229,12 +283,14 @@ def upscale(image: np.ndarray, scale: int = 2, kernel=None, steps: int = 10, met
     input under the kernel (not in the paper's MZSR; ZSSR always ends so). ``ensemble`` (``mzsr`` and
     ``finetune``) takes the median over the rotations/flips of the input that leave the kernel unchanged (all 8
     for an isotropic kernel, as ZSSR does; 2 for an anisotropic one): up to 8× the inference time.
-    ``max_pixels``: the most output pixels (``None``: no limit). Bad values raise :class:`mzsr.errors.MzsrError`.
+    ``max_pixels``: the most output pixels (``None``: no limit). ``steps``, ``noise``, ``jpeg``, ``time_limit`` and
+    ``seed``: see :class:`Upscaler` (by default our schedule, the son corrupted as the input is; ``back_projection``
+    and ``ensemble`` default to what that schedule does). Bad values raise :class:`mzsr.errors.MzsrError`.
     """
     if isinstance(kernel, KernelSpec) and kernel.kind == "folder":
         raise OptionError("upscale() takes one kernel; use Upscaler(...).upscale(image, stem) for a kernel folder")
     up = Upscaler(scale, kernel, steps, method, model, downsample, device, tile, estimator, back_projection, ensemble,
-                  max_pixels=max_pixels)
+                  max_pixels=max_pixels, noise=noise, jpeg=jpeg, time_limit=time_limit, seed=seed)
     return up.upscale(image, callback=callback).image
 
 

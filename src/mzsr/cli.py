@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .api import DEFAULT_MAX_PIXELS, METHODS
+from .schedules import AUTO_TIME_LIMIT
 from .config import add_config_args, build_config
 from .degrade import DOWNSAMPLING, check_corruption
 from .estimate import DEFAULT_ESTIMATOR, ESTIMATORS
@@ -75,13 +76,25 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--estimator", metavar="NAME",
                     help=f"kernel estimator for --kernel estimate ({', '.join(ESTIMATORS)}; default "
                          f"{DEFAULT_ESTIMATOR})")
-    up.add_argument("--steps", type=int, default=10, help="adaptation steps (default 10; 0 = plain inference)")
-    up.add_argument("--back-projection", type=int, default=0, metavar="N",
+    up.add_argument("--steps", type=_steps, default="auto", metavar="auto|N",
+                    help="auto (default): the model's meta-learned steps, then Adam until held-out parts of the "
+                         "image stop improving, within --time-limit, then self-ensemble and 2 back-projections; "
+                         "N: the paper's MZSR(N), N whole-image SGD steps (0: the meta-learned weights as they are)")
+    up.add_argument("--time-limit", type=float, metavar="SECONDS",
+                    help=f"with --steps auto, seconds per image, inference included (default {AUTO_TIME_LIMIT:g})")
+    up.add_argument("--noise", type=_auto_or(float), default="auto", metavar="auto|SIGMA",
+                    help="noise σ (grey levels of 0..255) the son is given, so that adapting removes the input's "
+                         "noise instead of learning it: auto (default) measures the input, 0 = none")
+    up.add_argument("--jpeg", type=_auto_or(int, none=True), default="auto", metavar="auto|QUALITY|none",
+                    help="JPEG quality the son is compressed at: auto (default) reads a JPEG input's "
+                         "quantisation tables, none = no compression")
+    up.add_argument("--seed", type=int, default=0, help="seed of what adapting draws (crops, the son's noise)")
+    up.add_argument("--back-projection", type=int, metavar="N",
                     help="end with N back-projection iterations, which make the output reproduce the input under "
-                         "the kernel (default 0: the paper's MZSR; results in docs/models.md)")
-    up.add_argument("--self-ensemble", action="store_true",
+                         "the kernel (default: 2 with --steps auto, 0 with --steps N, the paper's MZSR)")
+    up.add_argument("--self-ensemble", action=argparse.BooleanOptionalAction, default=None,
                     help="median over the rotations/flips of the input that leave the kernel unchanged, as ZSSR "
-                         "does (up to 8× the inference time; results in docs/models.md)")
+                         "does (up to 8× the inference time; default: on with --steps auto, off with --steps N)")
     up.add_argument("--method", choices=METHODS, default="mzsr", help="default mzsr")
     up.add_argument("--model", metavar="NAME|PATH", help="shipped model name or .safetensors path "
                     "(default follows -s, --downsample and each image's kernel: the narrow-kernel model at ×2 for "
@@ -104,6 +117,28 @@ def build_parser() -> argparse.ArgumentParser:
     _benchmark_parser(sub)
     _train_parsers(sub)
     return parser
+
+
+def _steps(text: str):
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a whole number, got {text!r}") from None
+
+
+def _auto_or(kind, none: bool = False):
+    """An argparse type: ``auto``, (with ``none``) ``none``, or a ``kind`` value."""
+    def parse(text: str):
+        if text == "auto" or (none and text == "none"):
+            return None if text == "none" else text
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected auto{', none' if none else ''} or a number, "
+                                             f"got {text!r}") from None
+    return parse
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -235,7 +270,7 @@ def cmd_upscale(args) -> int:
 
     up = Upscaler(args.scale, args.kernel, args.steps, args.method, args.model, args.downsample, args.device,
                   args.tile, args.estimator, args.back_projection, args.self_ensemble, args.kernel_convention,
-                  args.max_pixels)
+                  args.max_pixels, args.noise, args.jpeg, args.time_limit, args.seed)
     if args.gt is not None and not args.gt.is_dir():
         raise CliError(f"--gt {args.gt}: no such folder")
     pairs = _plan_outputs(args)
@@ -245,7 +280,7 @@ def cmd_upscale(args) -> int:
         try:
             steps_bar = lambda i, loss: bar.set_postfix(image=src.name, step=i + 1, loss=f"{loss:.4f}")  # noqa: E731
             up.check_size(*image_size(src), str(src))
-            result = up.upscale(read_image(src, max_pixels=up.input_limit()), src.stem, steps_bar)
+            result = up.upscale(read_image(src, max_pixels=up.input_limit()), src.stem, steps_bar, src)
             write_image(out, result.image)
             used[result.model] += result.model is not None
             if args.save_kernel and result.kernel is not None:
@@ -262,7 +297,7 @@ def cmd_upscale(args) -> int:
                 bar.write(f"mzsr: warning: {_named(e, src)}: not scored", file=sys.stderr)
     bar.close()
     done = len(pairs) - failures
-    how = args.method if args.method == "bicubic" else f"{args.method}, {args.steps} steps"
+    how = up.describe()
     models = +used
     if models:
         how += ", model " + ", ".join(f"{n} ×{c}" if len(models) > 1 else n for n, c in sorted(models.items()))

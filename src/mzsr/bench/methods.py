@@ -19,11 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..adapt import l1_grad_tiled, make_son, super_resolve, to_image, to_tensor, upsample, zero_shot
+from ..adapt import l1_grad_tiled, make_son, super_resolve, to_image, to_tensor, upsample
 from ..api import upscale
 from ..degrade import quantize
 from ..models import Model
-from ..runtime import fast_precision
 from ..schedules import (ADAM_FROM_STEPS, AUTO_BACK_PROJECTION, AUTO_ENSEMBLE, AUTO_SUMMARY, AUTO_TIME_LIMIT,
                          FINETUNE_ADAM_LR)
 from ..zssr import zssr
