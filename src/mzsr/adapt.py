@@ -19,6 +19,7 @@ import torch
 from .degrade import corrupt_torch, degrade_torch
 from .ensemble import alignment_shift, dihedral, kernel_symmetries, self_ensemble
 from .net import RECEPTIVE_RADIUS, functional_forward
+from .realphoto import guard_blend, guard_weight
 from .resize import imresize
 from .runtime import autocast
 from .schedules import (ADAPT_CROP, ADAPT_CROPS, ADAPT_PIXEL_BUDGET, ADAPT_TEXTURE_FLOOR, AUTO_CHECK_EVERY,
@@ -248,7 +249,8 @@ def adapt(net, params: dict, lr: torch.Tensor, kernel: torch.Tensor | None, scal
           steps: int | str, step_lrs: list, tile: int | None = AUTO_TILE_TRAIN, callback=None,
           first_step: int = 0, precision: str = "fp32", schedule: str = "paper", noise: float = 0.0,
           jpeg: int | None = None, seed: int = 0, time_limit: float = AUTO_TIME_LIMIT, clock=time.monotonic,
-          infer_pixels: int = 0, tail_lr: float = TAIL_ADAM_LR, augment: bool = True) -> dict:
+          infer_pixels: int = 0, tail_lr: float = TAIL_ADAM_LR, augment: bool = True,
+          report: dict | None = None) -> dict:
     """Adapt the weights to the image on its son pair; returns new weights.
 
     ``schedule="paper"`` (MZSR(n) as published): ``steps`` plain-SGD steps on the whole image at the
@@ -264,9 +266,13 @@ def adapt(net, params: dict, lr: torch.Tensor, kernel: torch.Tensor | None, scal
     ``steps="auto"``: the meta-learned steps, then more until the loss on held-out blocks of the son pair has not
     improved for ``AUTO_PATIENCE`` evaluations, or ``AUTO_MAX_STEPS``, or until one more step would end past
     ``time_limit`` seconds of ``clock`` with time left to forward ``infer_pixels`` pixels (a forward costs about a
-    third of a training step per pixel); the weights with the best held-out loss are returned.
+    third of a training step per pixel); the weights with the best held-out loss are returned. ``report``, a dict,
+    receives ``steps`` (taken) and, with ``"auto"``, ``held_loss`` (the returned weights' held-out loss) and
+    ``bicubic_loss`` (bicubic's on the same blocks: what :func:`mzsr.realphoto.guard_weight` compares).
     """
     if steps == 0:
+        if report is not None:
+            report["steps"] = 0
         return params
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
@@ -278,7 +284,7 @@ def adapt(net, params: dict, lr: torch.Tensor, kernel: torch.Tensor | None, scal
                        keep=holdout_mask(lr, corners) if corners else None)
     held = holdout_pair(lr, kernel, scale, downsample, corners, noise, jpeg, seed) if corners else None
     params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
-    opt, best, best_loss, stale, step_time, reserve = None, params, float("inf"), 0, 0.0, 0.0
+    opt, best, best_loss, stale, step_time, reserve, taken = None, params, float("inf"), 0, 0.0, 0.0, 0
     for i in range(first_step, first_step + AUTO_MAX_STEPS if auto else first_step + steps):
         if auto and clock() - start + step_time + reserve > time_limit:
             break
@@ -295,6 +301,7 @@ def adapt(net, params: dict, lr: torch.Tensor, kernel: torch.Tensor | None, scal
             for k, p in params.items():
                 p.grad = grads[k]
             opt.step()
+        taken += 1
         if callback is not None:
             callback(i, loss)
         step_time = clock() - t0
@@ -308,6 +315,13 @@ def adapt(net, params: dict, lr: torch.Tensor, kernel: torch.Tensor | None, scal
             stale += 1
             if stale >= AUTO_PATIENCE:
                 break
+    if report is not None:
+        report["steps"] = taken
+        if held is not None:
+            final = best if best_loss < float("inf") else params
+            report["held_loss"] = min(best_loss, pair_loss(net, final, held, precision=precision))
+            report["bicubic_loss"] = (((held.x - held.y).abs() * held.mask).sum()
+                                      / (held.mask.sum() * held.x.shape[1])).item()
     return {k: v.detach() for k, v in (params if best_loss == float("inf") else best).items()}
 
 
@@ -336,12 +350,15 @@ def zero_shot(net, params: dict, lr_img: np.ndarray, kernel: np.ndarray | None, 
               tile_infer: int | None = AUTO_TILE_INFER, callback=None, precision: str = "fp32",
               back_projection: int = 0, ensemble: bool = False, schedule: str = "tail", noise: float = 0.0,
               jpeg: int | None = None, seed: int = 0, time_limit: float = AUTO_TIME_LIMIT,
-              clock=time.monotonic) -> np.ndarray:
+              clock=time.monotonic, guard: bool = False, report: dict | None = None) -> np.ndarray:
     """The whole meta-test on one ``(h, w, 3)`` image on 0..255: adapt (:func:`adapt`: ``steps`` a count or
     ``"auto"``, ``schedule`` ``"tail"`` or ``"paper"``, the son corrupted with ``noise``/``jpeg``), super-resolve
     (with ``ensemble``, as the median over the rotations/flips that leave the kernel unchanged,
     :mod:`mzsr.ensemble`), then ``back_projection`` iterations of :func:`back_project`. Neither is in the paper's
-    MZSR. With ``steps="auto"``, ``time_limit`` seconds of ``clock`` bound the whole call, inference included.
+    MZSR. With ``steps="auto"``, ``time_limit`` seconds of ``clock`` bound the whole call, inference included, and
+    ``guard`` blends the result towards bicubic where the adapted net reconstructs the held-out blocks of the son
+    pair no better than bicubic does (:func:`mzsr.realphoto.guard_weight`): never worse than bicubic, judged on
+    the image itself. ``report`` receives what :func:`adapt` reports and the ``guard`` weight kept (1: all net).
 
     Returns ``(h·s, w·s, 3)`` float32 in [0, 1], unrounded, so that 16-bit outputs keep their precision.
     """
@@ -349,10 +366,15 @@ def zero_shot(net, params: dict, lr_img: np.ndarray, kernel: np.ndarray | None, 
     k = None if kernel is None else torch.as_tensor(kernel, dtype=torch.float32, device=device)
     frames = kernel_symmetries(k) if ensemble else None
     infer_pixels = lr.shape[-2] * lr.shape[-1] * scale ** 2 * (len(frames) if frames else 1)
+    report = {} if report is None else report
     adapted = adapt(net, params, lr, k, scale, downsample, steps, step_lrs, tile_train, callback,
                     precision=precision, schedule=schedule, noise=noise, jpeg=jpeg, seed=seed,
-                    time_limit=time_limit, clock=clock, infer_pixels=infer_pixels)
+                    time_limit=time_limit, clock=clock, infer_pixels=infer_pixels, report=report)
     sr = super_resolve(net, adapted, lr, scale, tile_infer, precision, frames, alignment_shift(scale, downsample))
     if back_projection:
         sr = back_project(sr, lr, k, scale, downsample, back_projection).clamp_(0, 1)
+    report["guard"] = guard_weight(report["held_loss"], report["bicubic_loss"]) if guard and "held_loss" in report \
+        else 1.0
+    if report["guard"] < 1:
+        sr = guard_blend(sr, upsample(lr, sr.shape[-2:]).clamp_(0, 1), report["guard"])
     return sr.squeeze(0).permute(1, 2, 0).cpu().numpy()

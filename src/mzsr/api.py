@@ -88,6 +88,8 @@ class Result:
     model: str | None  # the model that adapted (None for bicubic and zssr)
     noise: float = 0.0  # σ (grey levels) of the noise the son was given
     jpeg: int | None = None  # the JPEG quality the son was compressed at (None: none)
+    steps: int | None = None  # adaptation steps taken
+    guard: float = 1.0  # the share of the network's output kept (the rest bicubic's; see adapt.zero_shot)
 
 
 class Upscaler:
@@ -104,7 +106,8 @@ class Upscaler:
 
     ``steps``: ``"auto"`` (our schedule: the model's meta-learned steps, then Adam until held-out parts of the
     son pair stop improving, within ``time_limit`` seconds per image; bounded cost per step; then the
-    self-ensemble and back-projection unless told otherwise; in bf16 where the machine has it) or ``N``: the
+    self-ensemble and back-projection unless told otherwise; in bf16 where the machine has it; blended towards
+    bicubic where the adapted net does no better than bicubic on the held-out parts) or ``N``: the
     paper's MZSR(N), N plain-SGD steps on the whole image in fp32. ``noise`` / ``jpeg``: the corruption the son is
     given, so that adapting learns to remove the input's noise and JPEG blocks rather than to reproduce them:
     ``"auto"`` measures the input (noise level; JPEG quality from the file's tables), a number fixes it, 0 /
@@ -238,17 +241,19 @@ class Upscaler:
             weights = model if self.method == "mzsr" else self._base_of(model)
             tiles = {} if self.tile is None else {"tile_train": self.tile, "tile_infer": self.tile}
             noise, jpeg = self.son_corruption(rgb, kernel, path)
+            report: dict = {}
             ensemble = (AUTO_ENSEMBLE if self.auto else False) if self.ensemble is None else self.ensemble
             bp = (AUTO_BACK_PROJECTION if self.auto else 0) if self.back_projection is None else self.back_projection
             sr = _adapt.zero_shot(weights.net, weights.params, rgb * 255.0, kernel, self.scale, self.downsample,
                                   self.steps, model.step_lrs, self.device, callback=callback, precision=self.precision,
                                   back_projection=bp, ensemble=ensemble, schedule="tail" if self.auto else "paper",
-                                  noise=noise, jpeg=jpeg, seed=self.seed, time_limit=self.time_limit, **tiles)
+                                  noise=noise, jpeg=jpeg, seed=self.seed, time_limit=self.time_limit,
+                                  guard=self.auto, report=report, **tiles)
         up_alpha = None if alpha is None else imresize(alpha, out_shape=sr.shape[:2])
         out = join_channels(np.asarray(sr, dtype=np.float64), up_alpha, gray, peak, np.asarray(image).dtype)
         if model is None:
             return Result(out, kernel, None)
-        return Result(out, kernel, model.name, noise, jpeg)
+        return Result(out, kernel, model.name, noise, jpeg, report["steps"], report["guard"])
 
     def _base_of(self, model: Model) -> Model:
         if "base" not in model.card:

@@ -283,6 +283,8 @@ def cmd_upscale(args) -> int:
             result = up.upscale(read_image(src, max_pixels=up.input_limit()), src.stem, steps_bar, src)
             write_image(out, result.image)
             used[result.model] += result.model is not None
+            if result.noise or result.jpeg is not None or result.guard < 1:
+                bar.write(f"{src.name}: {_realphoto_note(result)}")
             if args.save_kernel and result.kernel is not None:
                 _save_kernel(out, result.kernel, args.scale)
         except Exception as e:  # noqa: BLE001 - one image's failure, whatever it is, must not end the batch
@@ -306,6 +308,15 @@ def cmd_upscale(args) -> int:
         summary += f"; mean PSNR {np.mean([s[0] for s in scores]):.4f} dB, SSIM {np.mean([s[1] for s in scores]):.4f}"
     print(summary)
     return EXIT_FAILED if failures else 0
+
+
+def _realphoto_note(result) -> str:
+    """What the real-photo handling did to one image, in words."""
+    parts = [f"son given noise σ {result.noise:.1f}" if result.noise else "",
+             f"JPEG quality {result.jpeg}" if result.jpeg is not None else "",
+             f"{result.steps} steps" if result.steps is not None else "",
+             f"{1 - result.guard:.0%} bicubic (the net did no better on held-out parts)" if result.guard < 1 else ""]
+    return ", ".join(p for p in parts if p)
 
 
 def _named(error: Exception, src: Path) -> str:
