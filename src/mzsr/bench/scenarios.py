@@ -22,7 +22,7 @@ import numpy as np
 
 from ..api import degrade_image
 from ..io import IMAGE_SUFFIXES, ImageError, data_root, read_image, write_image
-from ..kernels import gaussian_kernel, load_kernel
+from ..kernels import PAPER_KERNELS, gaussian_kernel, load_kernel
 from ..metrics import modcrop
 
 KERNEL_SIZE = 21  # the size of the official g^d_2.0 kernel file
@@ -53,7 +53,7 @@ class Scenario:
         return div2krk_kernel(Path(hr_path), scale)
 
     def describe(self) -> dict:
-        blur = ({"kernels": f"DIV2KRK gt_k_x<scale>/kernel_<i+1>.mat for the i-th image"} if self.kernels else
+        blur = ({"kernels": "DIV2KRK gt_k_x<scale>/kernel_<i+1>.mat for the i-th image"} if self.kernels else
                 {"lambda1": self.lambda1, "lambda2": self.lambda2, "theta": self.theta, "kernel_size": KERNEL_SIZE})
         real = {"noise": self.noise, "jpeg": self.jpeg} if self.noise or self.jpeg else {}
         return {"paper_key": self.paper_key, **blur, "downsample": self.downsample, **real}
@@ -72,10 +72,7 @@ def div2krk_kernel(hr_path: Path, scale: int) -> np.ndarray:
 
 
 SCENARIOS = {s.id: s for s in (
-    Scenario("gd0.2", "g^d_0.2", 0.2, 0.2, 0.0, "direct"),
-    Scenario("gd2.0", "g^d_2.0", 2.0, 2.0, 0.0, "direct"),
-    Scenario("gdani", "g^d_ani", 4.0, 1.0, -0.5, "direct"),
-    Scenario("gb1.3", "g^b_1.3", 1.3, 1.3, 0.0, "bicubic"),
+    *(Scenario(key.replace("^", "").replace("_", ""), key, *PAPER_KERNELS[key]) for key in PAPER_KERNELS),
     Scenario("krk", "", 0.0, 0.0, 0.0, "direct", kernels="DIV2KRK"),
 )}
 # real photos: noise σ (grey levels), JPEG quality, and both, on every blur above

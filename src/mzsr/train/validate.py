@@ -11,15 +11,15 @@ from PIL import Image
 from ..adapt import adapt, l1_grad_tiled, make_son, super_resolve, to_image, to_tensor, upsample
 from ..degrade import corrupt, corrupt_torch, degrade, quantize
 from ..io import hr_files
-from ..kernels import gaussian_kernel
+from ..kernels import PAPER_KERNELS, gaussian_kernel
 from ..metrics import modcrop, psnr_y
 from ..schedules import step_lr
 
 # Validation kernels (λ1, λ2, θ; fixed, so that scores compare across runs): g^d_2.0 and the paper's anisotropic
 # one by default; g^d_0.2's, outside the paper's training range (λ ≥ 1; see kernel_min_var), and one sharp along
 # a single axis check sharp images.
-VAL_KERNELS = {"iso2.0": (2.0, 2.0, 0.0), "ani4-1": (4.0, 1.0, -0.5), "iso0.2": (0.2, 0.2, 0.0),
-               "ani4-0.5": (4.0, 0.5, -0.5)}
+VAL_KERNELS = {"iso2.0": PAPER_KERNELS["g^d_2.0"][:3], "ani4-1": PAPER_KERNELS["g^d_ani"][:3],
+               "iso0.2": PAPER_KERNELS["g^d_0.2"][:3], "ani4-0.5": (4.0, 0.5, -0.5)}
 
 
 def set14_pairs(scale: int, kernel: np.ndarray | None, downsample: str, limit: int | None = None,
