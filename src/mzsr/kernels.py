@@ -11,6 +11,7 @@ import faulthandler
 import io as _io
 import math
 import os
+import signal
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,6 +223,8 @@ def _read_mat(path: Path) -> tuple[str | None, np.ndarray | None]:
     if pid == 0:  # the child: read, report, leave without running the parent's cleanups
         try:
             faulthandler.disable()  # a crash here is the expected report, not a trace to print
+            for signum in (signal.SIGSEGV, signal.SIGBUS):  # nor a fuzzer's crash (its handlers are inherited)
+                signal.signal(signum, signal.SIG_DFL)
             os.close(read_end)
             with os.fdopen(write_end, "wb") as out:
                 try:
