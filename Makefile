@@ -1,5 +1,6 @@
 # make demo: create .venv, install, super-resolve a sample image with the shipped weights
 # make test: the test suite (what CI runs)
+# make fuzz: 60 s of coverage-guided fuzzing of the file readers (atheris; crashers land in tests/fuzz_corpus/)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 MZSR   := $(VENV)/bin/mzsr
@@ -7,7 +8,7 @@ DEMO   ?= demo-output
 # torch 2.13.0 first: a CPU wheel is on disk here, while an unpinned torch would pull a multi-GB CUDA build
 TORCH  ?= torch==2.13.0
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench fuzz clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +35,13 @@ test: install
 
 bench: install
 	$(PY) benchmarks/speed_upscale.py
+
+FUZZ_SECONDS ?= 60
+fuzz: install
+	$(VENV)/bin/pip install --quiet 'atheris>=2.3' || echo "atheris not installable: fuzzing with hypothesis instead"
+	$(PY) fuzz/fuzz_inputs.py --seeds runs/fuzz-corpus
+	$(PY) fuzz/fuzz_inputs.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -artifact_prefix=tests/fuzz_corpus/ \
+		--seconds $(FUZZ_SECONDS) runs/fuzz-corpus
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -292,3 +292,61 @@ def test_blur_of_tiny_images_is_the_repeated_symmetric_extension(rng):
     padded = np.pad(img, 4, mode="symmetric")
     want = np.array([[np.sum(padded[i:i + 9, j:j + 9] * k) for j in range(3)] for i in range(2)])
     assert np.allclose(blur(img, k), want)
+
+
+# --- property-based: whatever comes in, a kernel or one of our errors ---
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**6, 10**6).map(str),
+                    st.sampled_from(["nan", "inf", "-0", "1e400", "1e-400", "", " ", "0x10", "1_0"]))
+specs = st.one_of(
+    st.text(max_size=40),
+    st.builds(lambda v: f"iso:{v}", numbers),
+    st.builds(lambda a, b, c: f"aniso:{a},{b},{c}", numbers, numbers, numbers),
+    st.builds(lambda xs: "aniso:" + ",".join(map(str, xs)), st.lists(numbers, max_size=5)),
+)
+
+
+@FAST
+@given(specs)
+def test_any_spec_string_gives_a_kernel_or_our_error(spec):
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed = parse_kernel_spec(spec)
+    except KernelError as e:
+        assert "\n" not in str(e)
+        return
+    if parsed.kernel is not None:
+        k = parsed.kernel
+        assert k.shape[0] == k.shape[1] and k.shape[0] % 2 == 1 and np.isfinite(k).all()
+        assert k.sum() == pytest.approx(1.0)
+
+
+kernel_arrays = hnp.arrays(
+    dtype=st.sampled_from([np.float64, np.float32, np.float16, np.int64, np.uint8, np.bool_, np.complex128]),
+    shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=9))
+
+
+@FAST
+@given(st.one_of(kernel_arrays, hnp.arrays(np.float64, st.tuples(st.integers(1, 8), st.integers(1, 8)),
+                                           elements=st.floats(0, 1e300))))
+def test_any_kernel_array_is_checked_into_a_usable_kernel_or_our_error(arr):
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            k = check_kernel(arr)
+    except KernelError:
+        return
+    assert k.shape[0] == k.shape[1] and k.shape[0] % 2 == 1 and k.min() >= 0
+    assert np.isfinite(k).all() and k.sum() == pytest.approx(1.0)
+    out = blur(np.full((2, 3), 100.0), k)  # and it blurs even a tiny image within range
+    assert np.allclose(out, 100.0)

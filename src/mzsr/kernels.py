@@ -7,7 +7,11 @@ evaluated on the integer grid centred on the middle pixel and normalised to sum 
 """
 from __future__ import annotations
 
+import faulthandler
+import io as _io
 import math
+import os
+import signal
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,13 +189,10 @@ def _read_kernel(path: Path) -> tuple[np.ndarray, str]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".mat":
-            from scipy.io import loadmat
-
-            data = loadmat(path)
-            key = next((k for k in ("kernel", "Kernel") if k in data), None)
+            key, k = _read_mat(path)
             if key is None:
                 raise KernelError(f"{path}: no 'kernel' or 'Kernel' variable in the .mat file")
-            return data[key], "kernelgan" if key == "Kernel" else "mzsr"
+            return k, "kernelgan" if key == "Kernel" else "mzsr"
         if suffix == ".npy":
             k = np.load(path, mmap_mode="r", allow_pickle=False)  # mapped: the shape is checked before reading
             _check_size(k.shape, path)
@@ -209,6 +210,55 @@ def _read_kernel(path: Path) -> tuple[np.ndarray, str]:
         raise KernelError(f"{path}: no such file") from None
     except Exception as e:  # noqa: BLE001 - any reader failure becomes one clear line
         raise KernelError(f"{path}: cannot read kernel ({describe(e)})") from None
+
+
+def _mat_variable(path: Path) -> tuple[str | None, np.ndarray | None]:
+    from scipy.io import loadmat
+
+    data = loadmat(path)
+    key = next((k for k in ("kernel", "Kernel") if k in data), None)
+    return key, (None if key is None else np.asarray(data[key]))
+
+
+def _read_mat(path: Path) -> tuple[str | None, np.ndarray | None]:
+    """The ``kernel`` or ``Kernel`` variable of a .mat file, read in a forked child where fork exists: scipy's
+    MAT reader dies of a segmentation fault on some damaged files (found by fuzzing, scipy 1.17), which would
+    end the whole run without a word. The child sends back the array (as .npy bytes) or its error."""
+    if not hasattr(os, "fork"):
+        return _mat_variable(path)
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Python ≥ 3.12 warns about fork with threads
+        pid = os.fork()
+    if pid == 0:  # the child: read, report, leave without running the parent's cleanups
+        try:
+            faulthandler.disable()  # a crash here is the expected report, not a trace to print
+            for signum in (signal.SIGSEGV, signal.SIGBUS):  # nor a fuzzer's crash (its handlers are inherited)
+                signal.signal(signum, signal.SIG_DFL)
+            os.close(read_end)
+            with os.fdopen(write_end, "wb") as out:
+                try:
+                    key, k = _mat_variable(path)
+                    buf = _io.BytesIO()  # not np.save to the pipe: it bypasses the file's buffer
+                    if k is not None:
+                        np.save(buf, k, allow_pickle=False)
+                    out.write({None: b"N", "kernel": b"k", "Kernel": b"K"}[key] + buf.getvalue())
+                except Exception as e:  # noqa: BLE001 - reported to the parent as one line
+                    out.write(b"E" + describe(e).encode("utf-8", "replace"))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as answer:
+        payload = answer.read()
+    os.waitpid(pid, 0)
+    if not payload:
+        raise KernelError(f"{path}: cannot read kernel (the MAT reader crashed on it: a damaged file)")
+    tag, body = payload[:1], payload[1:]
+    if tag == b"E":
+        raise KernelError(f"{path}: cannot read kernel ({body.decode('utf-8', 'replace')})")
+    if tag == b"N":
+        return None, None
+    return ("Kernel" if tag == b"K" else "kernel"), np.load(_io.BytesIO(body), allow_pickle=False)
 
 
 def _check_size(shape, source) -> None:
