@@ -46,16 +46,20 @@ def split_channels(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, bo
 
 
 def join_channels(rgb: np.ndarray, alpha: np.ndarray | None, gray: bool, peak: float, dtype) -> np.ndarray:
-    """The inverse of :func:`split_channels`: back to the input's layout and dtype (rounded for integers)."""
-    out = rgb.mean(axis=-1, keepdims=True) if gray else rgb
+    """The inverse of :func:`split_channels`: back to the input's layout and dtype (rounded for integers).
+
+    Works in float32 and in place where it can: for a large output, float64 copies would dominate the memory."""
+    out = np.asarray(rgb, dtype=np.float32)
+    out = out.mean(axis=-1, keepdims=True, dtype=np.float32) if gray else out
     if alpha is not None:
-        out = np.concatenate([out, alpha[..., None]], axis=-1)
+        out = np.concatenate([out, np.asarray(alpha, dtype=np.float32)[..., None]], axis=-1)
     if gray and alpha is None:
         out = out[..., 0]
-    out = np.clip(out, 0, 1)
+    out = np.clip(out, 0, 1, out=out if out is not rgb else None)
     if peak == 1.0:
-        return out.astype(dtype)
-    return np.round(out * peak).astype(dtype)
+        return out.astype(dtype, copy=False)
+    out *= peak
+    return np.round(out, out=out).astype(dtype)
 
 
 def as_uint8_rgb(image: np.ndarray) -> np.ndarray:
@@ -250,7 +254,7 @@ class Upscaler:
                                   noise=noise, jpeg=jpeg, seed=self.seed, time_limit=self.time_limit,
                                   guard=self.auto, report=report, **tiles)
         up_alpha = None if alpha is None else imresize(alpha, out_shape=sr.shape[:2])
-        out = join_channels(np.asarray(sr, dtype=np.float64), up_alpha, gray, peak, np.asarray(image).dtype)
+        out = join_channels(sr, up_alpha, gray, peak, image.dtype)
         if model is None:
             return Result(out, kernel, None)
         return Result(out, kernel, model.name, noise, jpeg, report["steps"], report["guard"])
