@@ -43,7 +43,7 @@ def main():
     p.add_argument("--runs", nargs="+", default=["paper:10", "tail:10:1e-4", "tail:40:5e-5", "tail:40:1e-4",
                                                  "tail:40:2e-4", "tail:40:1e-4:noaug"])
     p.add_argument("--precision", default=fast_precision("cpu"))
-    p.add_argument("--extras", action="store_true", help="also score +x8 (self-ensemble) and +BP2")
+    p.add_argument("--extras", action="store_true", help="also score +x8 (self-ensemble), +BP2 and both")
     args = p.parse_args()
     print(f"{cpu_model()}, torch threads {torch.get_num_threads()}, {args.precision}, {args.set} "
           f"{'all' if args.limit is None else args.limit} images, x{args.scale}")
@@ -54,7 +54,7 @@ def main():
             kernel = torch.as_tensor(sc.kernel(), dtype=torch.float32)
             model = load_model(model_for_kernel(args.scale, sc.downsample, sc.kernel()), "cpu")
             shift, frames = alignment_shift(args.scale, sc.downsample), kernel_symmetries(kernel)
-            print(f"\n{sid} ({model.name})\n| run | PSNR | +x8 | +BP2 | steps | s/image |\n|---|---|---|---|---|---|")
+            print(f"\n{sid} ({model.name})\n| run | PSNR | +x8 | +BP2 | +x8+BP2 | steps | s/image |\n|---|---|---|---|---|---|---|")
             for text in args.runs:
                 run, scores, steps, secs = parse_run(text), [], [], []
                 for hr in hrs:
@@ -72,11 +72,12 @@ def main():
                         x8 = super_resolve(model.net, params, lr, args.scale, precision=args.precision,
                                            frames=frames, shift=shift)
                         bp = back_project(sr, lr, kernel, args.scale, sc.downsample, 2).clamp(0, 1)
-                        row += [psnr_y(to_image(x8), gt, args.scale), psnr_y(to_image(bp), gt, args.scale)]
+                        both = back_project(x8, lr, kernel, args.scale, sc.downsample, 2).clamp(0, 1)
+                        row += [psnr_y(to_image(t), gt, args.scale) for t in (x8, bp, both)]
                     scores.append(row)
                     steps.append(count[0])
                 mean = np.mean(scores, axis=0)
-                extra = " | ".join(f"{v:.2f}" for v in mean[1:]) if args.extras else "– | –"
+                extra = " | ".join(f"{v:.2f}" for v in mean[1:]) if args.extras else "– | – | –"
                 print(f"| {text} | {mean[0]:.2f} | {extra} | {np.mean(steps):.0f} | {np.mean(secs):.1f} |",
                       flush=True)
 

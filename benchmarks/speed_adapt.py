@@ -105,10 +105,24 @@ def conv_flops_per_pixel() -> float:
     return 2.0 * sum(c.weight.numel() for c in net.convs)
 
 
+def print_zssr(zssr_ref, px: int, zssr_iters: int) -> None:
+    """The ZSSR row: measured at the reference size, extrapolated to ``px`` pixels."""
+    ref_px, z, zmem = zssr_ref
+    # the checks every ZSSR_TEST_EVERY iterations run on the whole image: inside per_iter, scaled by pixels
+    per_iter, fixed = z["per_iter"], (z["start"] + z["final"]) * px / ref_px
+    lo, hi = (fixed + n * per_iter * (1 + (px / ref_px - 1) / ZSSR_TEST_EVERY) for n in (ZSSR_MIN_ITERS,
+                                                                                            ZSSR_MAX_ITERS))
+    how = "measured" if px == ref_px else f"extrapolated from {ref_px} px"
+    print(f"| ZSSR (estimate) | {lo:.0f} – {hi:.0f} | {zmem if px == ref_px else float('nan'):.2f} | "
+          f"{ZSSR_MIN_ITERS}–{ZSSR_MAX_ITERS} iterations × {per_iter * 1e3:.0f} ms ({zssr_iters} run), "
+          f"fixed cost {fixed:.0f} s, {how} |", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", nargs="+", default=["256x256", "1024x768", "2000x1500"])
     p.add_argument("--zssr-iters", type=int, default=60)
+    p.add_argument("--skip", nargs="*", default=[], help="rows to leave out, by the start of their name")
     args = p.parse_args()
     sizes = [tuple(map(int, s.split("x"))) for s in args.sizes]
     threads = torch.get_num_threads()
@@ -132,24 +146,19 @@ def main():
         print(f"\n### LR {w}×{h} → {w * SCALE}×{h * SCALE}\n")
         print("| method | seconds | peak RSS GiB | note |\n|---|---|---|---|")
         for name, job in rows:
+            if name.startswith(tuple(args.skip)):
+                continue
             s, mem, extra = measure({**job, "size": size, "threads": threads})
             note = f"{extra['steps']} steps" if "steps" in extra else ""
             if job.get("steps") == "auto":
                 note += f" (limit {AUTO_TIME_LIMIT:g} s)"
             print(f"| {name} | {s:.1f} | {mem:.2f} | {note} |", flush=True)
-        if zssr_ref is None:
+        if zssr_ref is None and "ZSSR" not in args.skip:
             s, mem, extra = measure({"method": "zssr", "size": size, "threads": threads,
                                      "zssr_iters": args.zssr_iters})
             zssr_ref = (px, extra, mem)
-        ref_px, z, zmem = zssr_ref
-        # the checks every ZSSR_TEST_EVERY iterations run on the whole image: inside per_iter, scaled by pixels
-        per_iter, fixed = z["per_iter"], (z["start"] + z["final"]) * px / ref_px
-        lo, hi = (fixed + n * per_iter * (1 + (px / ref_px - 1) / ZSSR_TEST_EVERY) for n in (ZSSR_MIN_ITERS,
-                                                                                                ZSSR_MAX_ITERS))
-        how = "measured" if px == ref_px else f"extrapolated from {ref_px} px"
-        print(f"| ZSSR (estimate) | {lo:.0f} – {hi:.0f} | {zmem if px == ref_px else float('nan'):.2f} | "
-              f"{ZSSR_MIN_ITERS}–{ZSSR_MAX_ITERS} iterations × {per_iter * 1e3:.0f} ms ({args.zssr_iters} run), "
-              f"fixed cost {fixed:.0f} s, {how} |", flush=True)
+        if zssr_ref is not None:
+            print_zssr(zssr_ref, px, args.zssr_iters)
         print("\n| inference | seconds | GFLOP/s | of matmul peak |\n|---|---|---|---|")
         for precision in ("fp32", "bf16"):
             s, _, _ = measure({"method": "infer", "precision": precision, "size": size, "threads": threads})
