@@ -40,10 +40,11 @@ def main():
     p.add_argument("--set", default="BSD100")
     p.add_argument("--limit", type=int, default=10)
     p.add_argument("--noise", type=float, default=3.0)
-    p.add_argument("--jpeg", type=int, default=80)
+    p.add_argument("--jpeg", type=int, default=80, help="quality (0: no JPEG)")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--model", default="direct-x2")
     args = p.parse_args()
+    args.jpeg = args.jpeg or None
     model = load_model(args.model, "cpu")
     print(f"{args.set} first {args.limit}, DIV2KRK kernels, ×2 direct, σ {args.noise:g} + JPEG {args.jpeg}, "
           f"model {model.name}, MZSR({args.steps}), true kernel, torch threads {torch.get_num_threads()}")

@@ -158,9 +158,11 @@ def _html(results: dict, steps: str | None, grids: list[tuple[str, str]]) -> str
     parts.append("</ul><h2>Scenarios and models</h2><ul>")
     for sid, s in results["scenarios"].items():
         model = s["model"] or f"none ({s['model_problem']})"
-        parts.append(f"<li><b>{esc(sid)}</b> ({esc(s['paper_key'])}): λ1 {s['lambda1']}, λ2 {s['lambda2']}, "
-                     f"θ {s['theta']}, {s['kernel_size']}×{s['kernel_size']}, {esc(s['downsample'])} "
-                     f"subsampling; model {esc(model)}</li>")
+        blur = esc(s["kernels"]) if "kernels" in s else \
+            f"λ1 {s['lambda1']}, λ2 {s['lambda2']}, θ {s['theta']}, {s['kernel_size']}×{s['kernel_size']}"
+        real = f", noise σ {s['noise']:g} grey levels, JPEG {s['jpeg'] or 'none'}" if "noise" in s else ""
+        parts.append(f"<li><b>{esc(sid)}</b> ({esc(s['paper_key'] or 'not in the paper')}): {blur}, "
+                     f"{esc(s['downsample'])} subsampling{real}; model {esc(model)}</li>")
     parts += ["</ul><h2>Quality</h2>", _html_table(*quality_table(results)),
               "<h2>Speed (seconds per image)</h2>", _html_table(*speed_table(results))]
     if steps:
