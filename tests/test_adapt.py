@@ -257,3 +257,14 @@ def test_bf16_is_within_005_db_of_fp32(data):
                      gt, 2) for p in ("fp32", "bf16")]
     assert abs(scores[0] - scores[1]) < 0.05
     assert scores[0] > psnr_y(to_image(upsample(to_tensor(lr), (128, 128))), gt, 2) + 1  # adaptation did work
+
+
+def test_auto_keeps_only_the_ensemble_frames_its_time_affords():
+    from mzsr.adapt import affordable_frames
+
+    frames = list(range(8))
+    assert affordable_frames(frames, 1.0, 8.0) == frames
+    assert affordable_frames(frames, 1.0, 5.0) == [0, 1, 2, 3]
+    assert affordable_frames(frames, 1.0, 2.5) == [0, 1]
+    assert affordable_frames(frames, 1.0, 1.5) is None
+    assert affordable_frames([0, 4], 10.0, 1.0) is None

@@ -23,7 +23,7 @@ from .realphoto import guard_blend, guard_weight
 from .resize import imresize
 from .runtime import autocast
 from .schedules import (ADAPT_CROP, ADAPT_CROPS, ADAPT_PIXEL_BUDGET, ADAPT_TEXTURE_FLOOR, AUTO_CHECK_EVERY,
-                        AUTO_HOLDOUT_BLOCK, AUTO_HOLDOUT_FRACTION, AUTO_HOLDOUT_MAX_BLOCKS, AUTO_MAX_STEPS,
+                        AUTO_ENSEMBLE_SHARE, AUTO_HOLDOUT_BLOCK, AUTO_HOLDOUT_FRACTION, AUTO_HOLDOUT_MAX_BLOCKS, AUTO_MAX_STEPS,
                         AUTO_PATIENCE, AUTO_TIME_LIMIT, TAIL_ADAM_LR, step_lr)
 
 # Pixels per tile (of the network's input) that keep a forward+backward of the 64-channel net within a few
@@ -345,6 +345,25 @@ def super_resolve(net, params: dict, lr: torch.Tensor, scale: int, tile: int | N
     return self_ensemble(lambda t: forward_tiled(net, params, t, tile, precision), x, shift, frames).clamp_(0, 1)
 
 
+def forward_seconds_per_pixel(net, params: dict, lr: torch.Tensor, precision: str, clock=time.monotonic,
+                              side: int = 96) -> float:
+    """The network's forward time per output pixel here, timed on a ``side``² patch of the bicubic-upsampled LR
+    (after one warm-up pass)."""
+    x = upsample(lr[..., :side, :side], (min(side, lr.shape[-2]) * 2, min(side, lr.shape[-1]) * 2))
+    forward_tiled(net, params, x, None, precision)
+    t0 = clock()
+    forward_tiled(net, params, x, None, precision)
+    return (clock() - t0) / (x.shape[-2] * x.shape[-1])
+
+
+def affordable_frames(frames: list[int], seconds_per_pass: float, budget: float) -> list[int] | None:
+    """The leading ``frames`` (halved until they fit) whose passes take at most ``budget`` seconds; ``None``
+    (one plain pass) when not even two do."""
+    while len(frames) > 1 and seconds_per_pass * len(frames) > budget:
+        frames = frames[: len(frames) // 2]
+    return frames if len(frames) > 1 else None
+
+
 def zero_shot(net, params: dict, lr_img: np.ndarray, kernel: np.ndarray | None, scale: int, downsample: str,
               steps: int | str, step_lrs: list, device="cpu", tile_train: int | None = AUTO_TILE_TRAIN,
               tile_infer: int | None = AUTO_TILE_INFER, callback=None, precision: str = "fp32",
@@ -365,7 +384,11 @@ def zero_shot(net, params: dict, lr_img: np.ndarray, kernel: np.ndarray | None, 
     lr = to_tensor(lr_img, device)
     k = None if kernel is None else torch.as_tensor(kernel, dtype=torch.float32, device=device)
     frames = kernel_symmetries(k) if ensemble else None
-    infer_pixels = lr.shape[-2] * lr.shape[-1] * scale ** 2 * (len(frames) if frames else 1)
+    out_pixels = lr.shape[-2] * lr.shape[-1] * scale ** 2
+    if steps == "auto" and frames and len(frames) > 1:
+        frames = affordable_frames(frames, forward_seconds_per_pixel(net, params, lr, precision, clock) * out_pixels,
+                                   AUTO_ENSEMBLE_SHARE * time_limit)
+    infer_pixels = out_pixels * (len(frames) if frames else 1)
     report = {} if report is None else report
     adapted = adapt(net, params, lr, k, scale, downsample, steps, step_lrs, tile_train, callback,
                     precision=precision, schedule=schedule, noise=noise, jpeg=jpeg, seed=seed,

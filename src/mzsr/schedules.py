@@ -42,6 +42,9 @@ AUTO_HOLDOUT_MAX_BLOCKS = 16  # … up to this many blocks, so evaluation stays 
 # Then, on Set14 after 40 tail steps (g^d_ani / g^d_2.0), the median over the kernel-keeping rotations/flips
 # (+0.23 / +0.25 dB) and 2 back-projection iterations (+0.24 / +0.21 dB), both cheap beside the adaptation.
 AUTO_ENSEMBLE = True
+# … but on a large image the ensemble's passes would outlast the adaptation: with steps="auto" it keeps only as
+# many frames (halving) as the measured forward speed fits in this share of the time limit, down to one pass.
+AUTO_ENSEMBLE_SHARE = 0.25
 AUTO_BACK_PROJECTION = 2
 AUTO_SUMMARY = f"the model's SGD steps, then Adam lr {TAIL_ADAM_LR:g}"
 
