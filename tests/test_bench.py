@@ -264,6 +264,11 @@ def test_mzsr_rows_keep_the_papers_recipe_and_auto_runs(tiny_model, rng):
     assert np.array_equal(run_method(parse_method("mzsr3"), lr, 2, k, "direct", model, None, "cpu"), want)
     auto = run_method(parse_method("mzsrauto"), lr, 2, k, "direct", model, None, "cpu")
     assert auto.shape == want.shape and auto.dtype == np.uint8
+    # the row is what a user gets by default: the recipe's own self-ensemble and back-projection included
+    import mzsr
+    assert np.array_equal(auto, mzsr.upscale(lr, 2, kernel=k, model=model, device="cpu"))
+    assert not np.array_equal(auto, mzsr.upscale(lr, 2, kernel=k, model=model, device="cpu", back_projection=0,
+                                                 ensemble=False))
 
 
 def test_real_photo_scenarios_corrupt_the_lr_with_the_image_named_seed(data, tmp_path):

@@ -135,5 +135,6 @@ def run_method(method: Method, lr: np.ndarray, scale: int, kernel: np.ndarray, d
     if method.adam:
         return finetune_adam(base, lr, kernel, scale, downsample, method.steps, device, callback=callback)
     kernel = "estimate" if method.blind else kernel
+    # None leaves them to the recipe: mzsrauto's own ensemble and back-projection, none for the paper's mzsrN
     return upscale(lr, scale, kernel, method.steps, method.kind, model, downsample, device, callback=callback,
-                   back_projection=method.back_projection, ensemble=method.ensemble, seed=seed)
+                   back_projection=method.back_projection or None, ensemble=method.ensemble or None, seed=seed)
