@@ -77,7 +77,7 @@ SCENARIOS = {s.id: s for s in (
 )}
 # real photos: noise σ (grey levels), JPEG quality, and both, on every blur above
 REAL_NOISE = (3.0, 5.0, 10.0)
-REAL_JPEG = (75, 90)
+REAL_JPEG = (75, 80, 90)  # 80: a usual web quality, between the two
 REAL_CORRUPTIONS = ([(n, None) for n in REAL_NOISE] + [(0.0, q) for q in REAL_JPEG]
                     + [(n, q) for n in REAL_NOISE for q in REAL_JPEG])
 
