@@ -155,3 +155,10 @@ def test_options_are_checked_before_any_image(tmp_path):
                 dict(back_projection=-1), dict(downsample="nearest"), dict(estimator="predictor", kernel="iso:1")):
         with pytest.raises(ValueError):
             mzsr.Upscaler(**bad)
+
+
+def test_a_scenario_with_per_image_kernels_gets_the_default_model():
+    from mzsr.bench.runner import default_weights
+    from mzsr.bench.scenarios import SCENARIOS
+
+    assert default_weights(2, SCENARIOS["krk+n3q80"], "cpu", {}).model.name == "direct-x2"

@@ -70,10 +70,11 @@ def with_base(model: Model, device) -> Weights:
 
 def default_weights(scale: int, scenario: Scenario, device, loaded: dict) -> Weights:
     """The model ``mzsr upscale`` would adapt for the scenario's kernel and subsampling (with its base),
-    memoised by name in ``loaded``."""
+    memoised by name in ``loaded``. A scenario with a kernel per image (DIV2KRK's) gets the scale's default model:
+    one model per table."""
+    kernel = None if scenario.kernels else scenario.kernel()
     try:
-        up = Upscaler(scale, scenario.kernel(), downsample=scenario.downsample, device=device)
-        model = up.model_for(scenario.kernel())
+        model = Upscaler(scale, kernel, downsample=scenario.downsample, device=device).model_for(kernel)
     except ModelError as e:
         return Weights(skip=str(e))
     if model.name not in loaded:
