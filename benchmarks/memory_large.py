@@ -1,7 +1,7 @@
 """Peak memory (RSS) and seconds of upscaling large images ×2, each size in a fresh process so that its peak is
-its own: by default 1, 12 and 50 Mpx outputs (707×707, 2000×1500 and 5000×2500 LR).
+its own: by default 1, 12 and 50 Mpx outputs (500×500, 2000×1500 and 5000×2500 LR).
 
-    python benchmarks/memory_large.py [--sizes 707x707 2000x1500 5000x2500] [--steps 0|N|auto] [--tile PX]
+    python benchmarks/memory_large.py [--sizes 500x500 2000x1500 5000x2500] [--steps 0|N|auto] [--tile PX]
 
 ``--steps 0`` (the default) measures the data path alone: reading, bicubic upsampling, the tiled forward and
 writing back, which is what the pixel count drives; adaptation adds a bounded amount on top (crops above the
@@ -33,7 +33,7 @@ def _one(size: str, steps, tile, queue) -> None:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--sizes", nargs="+", default=["707x707", "2000x1500", "5000x2500"], metavar="WxH")
+    p.add_argument("--sizes", nargs="+", default=["500x500", "2000x1500", "5000x2500"], metavar="WxH")
     p.add_argument("--steps", default="0", help="0 (default), N or auto")
     p.add_argument("--tile", type=int)
     args = p.parse_args()
