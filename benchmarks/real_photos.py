@@ -24,7 +24,6 @@ from mzsr.io import hr_files
 from mzsr.metrics import psnr_y
 from mzsr.models import load_model
 from mzsr.realphoto import calibrate_son_noise, estimate_noise, guard_blend, guard_weight
-from mzsr.train.validate import adapt_corrupted
 
 COLUMNS = ("bicubic", "clean son", "corrupted son", "guarded", "guard w", "son σ", "LR reads σ")
 
@@ -61,8 +60,8 @@ def main():
         reads = estimate_noise(lr_img)
         sigma = calibrate_son_noise(son[0].permute(1, 2, 0).numpy() * 255.0, reads, args.jpeg)
         clean = adapt(model.net, model.params, lr, kt, 2, "direct", args.steps, model.step_lrs)
-        noisy = adapt_corrupted(model.net, model.params, lr, kt, 2, "direct", args.steps, model.step_lrs, sigma,
-                                args.jpeg, np.random.default_rng(0))
+        noisy = adapt(model.net, model.params, lr, kt, 2, "direct", args.steps, model.step_lrs, noise=sigma,
+                      jpeg=args.jpeg)
         bicubic = upscale(lr_img, 2, method="bicubic")
         sr = super_resolve(model.net, noisy, lr, 2)
         # the guard judges the son as the net saw it: corrupted, with a draw of its own

@@ -128,12 +128,13 @@ def calibrate_son_noise(son: np.ndarray, lr_noise: float, quality: int | None, t
     return (lo + hi) / 2
 
 
-def auto_corruption(img: np.ndarray, path=None, son: np.ndarray | None = None) -> tuple[float, int | None]:
+def auto_corruption(img: np.ndarray, path=None, son=None) -> tuple[float, int | None]:
     """:func:`son_corruption` of an ``(H, W[, C])`` LR image on 0..255 and, when given, its file's JPEG tables;
-    for a JPEG with a ``son`` given (uncorrupted, on 0..255), the σ :func:`calibrate_son_noise` matches."""
+    for a JPEG with a ``son`` given (uncorrupted, on 0..255, or a function making it, called only for a JPEG),
+    the σ :func:`calibrate_son_noise` matches."""
     sigma, quality = son_corruption(estimate_noise(img), jpeg_quality(path) if path is not None else None)
     if quality is not None and son is not None:
-        sigma = calibrate_son_noise(son, sigma, quality)
+        sigma = calibrate_son_noise(son() if callable(son) else son, sigma, quality)
     return sigma, quality
 
 

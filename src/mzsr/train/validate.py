@@ -8,12 +8,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..adapt import adapt, l1_grad_tiled, make_son, super_resolve, to_image, to_tensor, upsample
-from ..degrade import corrupt, corrupt_torch, degrade, quantize
+from ..adapt import adapt, super_resolve, to_image, to_tensor
+from ..degrade import corrupt, degrade, quantize
 from ..io import hr_files
 from ..kernels import PAPER_KERNELS, gaussian_kernel
 from ..metrics import modcrop, psnr_y
-from ..schedules import step_lr
 
 # Validation kernels (λ1, λ2, θ; fixed, so that scores compare across runs): g^d_2.0 and the paper's anisotropic
 # one by default; g^d_0.2's, outside the paper's training range (λ ≥ 1; see kernel_min_var), and one sharp along
@@ -41,34 +40,18 @@ def set14_pairs(scale: int, kernel: np.ndarray | None, downsample: str, limit: i
     return pairs
 
 
-def adapt_corrupted(net, params: dict, lr: torch.Tensor, kernel: torch.Tensor | None, scale: int, downsample: str,
-                    steps: int, step_lrs: list, noise: float, jpeg: int | None, rng: np.random.Generator,
-                    first_step: int = 0) -> dict:
-    """:func:`mzsr.adapt.adapt` with the son corrupted afresh at each step as a real photo's LR was
-    (:func:`mzsr.degrade.corrupt_torch`): the meta-test the noisy training tasks mirror."""
-    son = make_son(lr, kernel, scale, downsample)
-    for i in range(first_step, first_step + steps):
-        params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-        _, grads = l1_grad_tiled(net, params, upsample(corrupt_torch(son, noise, jpeg, rng), lr.shape[-2:]), lr)
-        params = {k: (v - step_lr(step_lrs, i, k) * grads[k]).detach() for k, v in params.items()}
-    return params
-
-
 def psnr_after_steps(net, params, pairs, kernel, scale: int, downsample: str, steps: list[int],
                      step_lrs: list, device, noise: float = 0.0, jpeg: int | None = None) -> dict[int, float]:
     """Mean Y-PSNR on the pairs after each number of adaptation steps in ``steps`` (ascending), one pass; with
-    ``noise``/``jpeg`` the son is corrupted alike (:func:`adapt_corrupted`)."""
+    ``noise``/``jpeg`` the son is corrupted afresh at each step, as a real photo's LR was (seeded per image)."""
     k = None if kernel is None else torch.as_tensor(kernel, dtype=torch.float32, device=device)
     scores = {n: [] for n in steps}
     for i, (lr_img, gt) in enumerate(pairs):
         lr = to_tensor(lr_img, device)
         p, done = params, 0
-        rng = np.random.default_rng(i)
         for n in steps:
-            if noise or jpeg:
-                p = adapt_corrupted(net, p, lr, k, scale, downsample, n - done, step_lrs, noise, jpeg, rng, done)
-            else:
-                p = adapt(net, p, lr, k, scale, downsample, n - done, step_lrs, first_step=done)
+            p = adapt(net, p, lr, k, scale, downsample, n - done, step_lrs, first_step=done, noise=noise, jpeg=jpeg,
+                      seed=[i, done])
             done = n
             scores[n].append(psnr_y(to_image(super_resolve(net, p, lr, scale)), gt, scale))
     return {n: float(np.mean(v)) for n, v in scores.items()}
