@@ -172,3 +172,10 @@ def test_guard_keeps_the_net_when_clearly_better_and_falls_back_when_not():
     assert guard_weight(0.95, 1.0, margin=0.1) == pytest.approx(0.5)
     a, b = np.ones(3), np.zeros(3)
     assert np.allclose(guard_blend(a, b, 0.25), 0.25) and guard_blend(a, b, 1.0) is a and guard_blend(a, b, 0) is b
+
+
+def test_a_texture_that_reads_as_heavy_noise_gives_the_son_at_most_the_largest_sigma():
+    from mzsr.realphoto import son_corruption
+    from mzsr.validate import MAX_NOISE
+
+    assert son_corruption(68.0, None) == (MAX_NOISE, None)

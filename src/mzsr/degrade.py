@@ -7,7 +7,6 @@ A kernel of ``None`` means no blur (the plain bicubic degradation).
 from __future__ import annotations
 
 import io as _io
-import math
 
 import numpy as np
 import scipy.ndimage
@@ -79,16 +78,12 @@ def degrade(img: np.ndarray, kernel: np.ndarray | None, scale: int, downsample: 
 
 
 def check_corruption(noise: float, jpeg: int | None, names: tuple[str, str] = ("noise", "jpeg")) -> None:
-    """Raise ``ValueError`` naming the option (``names``) unless ``noise`` is a finite σ ≥ 0 and ``jpeg`` is
-    ``None`` or a whole quality 1..95 (Pillow's useful range; above 95 it only disables its own rounding)."""
-    if not (isinstance(noise, (int, float, np.number)) and math.isfinite(noise) and noise >= 0):
-        raise ValueError(f"{names[0]}: the noise σ must be a finite number of grey levels ≥ 0, got {noise}")
-    if jpeg is None:
-        return
-    whole = isinstance(jpeg, (int, float, np.number)) and not isinstance(jpeg, bool) and math.isfinite(jpeg) \
-        and float(jpeg).is_integer()
-    if not (whole and 1 <= jpeg <= 95):
-        raise ValueError(f"{names[1]}: the JPEG quality must be a whole number in 1..95, got {jpeg}")
+    """Raise an :class:`~mzsr.errors.OptionError` naming the option (``names``) unless ``noise`` is a σ in
+    grey levels and ``jpeg`` ``None`` or a quality (:func:`mzsr.validate.noise`, :func:`mzsr.validate.jpeg_quality`)."""
+    from . import validate
+
+    validate.noise(noise, names[0])
+    validate.jpeg_quality(jpeg, names[1])
 
 
 def corrupt(img: np.ndarray, noise: float = 0.0, jpeg: int | None = None,

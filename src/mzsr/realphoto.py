@@ -13,6 +13,8 @@ import numpy as np
 import scipy.stats
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .validate import MAX_NOISE
+
 # IJG's example tables (JPEG standard, Annex K), row-major, as libjpeg (and so Pillow) scales them by quality
 IJG_LUMA = np.array([
     16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
@@ -98,9 +100,9 @@ def jpeg_quality(path) -> int | None:
 
 def son_corruption(noise: float, quality: int | None) -> tuple[float, int | None]:
     """What corruption to give the son (``noise="auto"``) from the LR's estimates: its σ, unless under
-    :data:`NOISE_FLOOR` (a clean image: then none, which changes nothing), and its JPEG quality, unless it is no
-    JPEG or above :data:`MAX_QUALITY`."""
-    sigma = float(noise) if noise >= NOISE_FLOOR else 0.0
+    :data:`NOISE_FLOOR` (a clean image: then none, which changes nothing) and at most :data:`mzsr.validate.MAX_NOISE`
+    (texture can read as more), and its JPEG quality, unless it is no JPEG or above :data:`MAX_QUALITY`."""
+    sigma = min(float(noise), MAX_NOISE) if noise >= NOISE_FLOOR else 0.0
     return sigma, quality if quality is not None and quality <= MAX_QUALITY else None
 
 
