@@ -120,6 +120,38 @@ def test_jpeg_quality_reads_back_what_pillow_wrote(tmp_path, rng):
     assert jpeg_quality(tmp_path / "a.png") is None
 
 
+def test_jpeg_quality_is_found_in_the_pixels_of_decoded_jpegs(data):
+    from mzsr.bench.scenarios import read_rgb
+    from mzsr.degrade import corrupt
+    from mzsr.realphoto import quality_from_pixels
+
+    # never compressed: the official LR inputs, made from the HR in floats and saved as PNG
+    for f in sorted((data / "benchmark/Set5/LR_MZSR_g20_x2").glob("*.png")):
+        assert quality_from_pixels(read_rgb(f)) is None, f.name
+    for i, sigma in ((0, 0.0), (2, 3.0), (4, 5.0)):
+        lr = _krk_lr(data, "Set14", i, sigma)
+        assert quality_from_pixels(lr) is None
+        for q in (30, 50, 75, 80, 90):
+            decoded = corrupt(lr, 0.0, q)
+            assert abs(quality_from_pixels(decoded) - q) <= 1, (i, q)
+            assert abs(quality_from_pixels(decoded @ np.array([0.299, 0.587, 0.114])) - q) <= 1, (i, q, "grey")
+        # cut off JPEG's 8×8 grid, the lattice is gone: better none than a wrong quality
+        assert quality_from_pixels(corrupt(lr, 0.0, 75)[3:, 5:]) is None
+
+
+def test_auto_finds_the_quality_of_a_png_that_was_a_jpeg_unless_told_there_is_none(data, tmp_path):
+    from PIL import Image
+
+    from mzsr.bench.scenarios import read_rgb
+    from mzsr.degrade import corrupt
+    from mzsr.realphoto import auto_corruption
+
+    Image.fromarray(corrupt(_krk_lr(data, "Set14", 1, 0.0), 0.0, 70)).save(tmp_path / "screenshot.png")
+    png = read_rgb(tmp_path / "screenshot.png")
+    assert auto_corruption(png, tmp_path / "screenshot.png")[1] == 70
+    assert auto_corruption(png, tmp_path / "screenshot.png", find_jpeg=False)[1] is None
+
+
 def test_camera_tables_give_the_nearest_quality_and_a_nonzero_distance():
     from mzsr.realphoto import IJG_CHROMA, IJG_LUMA, ijg_table, quality_from_tables
 

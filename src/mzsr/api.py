@@ -209,8 +209,8 @@ class Upscaler:
             if min(rgb.shape[:2]) < 4 * PATCH:  # too small to measure: taken as clean
                 found = (0.0, None)
             else:
-                found = auto_corruption(rgb * 255.0, path if jpeg == "auto" else None,
-                                        lambda: degrade(rgb * 255.0, kernel, self.scale, self.downsample))
+                found = auto_corruption(rgb * 255.0, path, lambda: degrade(rgb * 255.0, kernel, self.scale,
+                                                                           self.downsample), jpeg == "auto")
             noise = found[0] if noise == "auto" else noise
             jpeg = found[1] if jpeg == "auto" else jpeg
         return float(noise), jpeg

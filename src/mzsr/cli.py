@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "noise instead of learning it: auto (default) measures the input, 0 = none")
     up.add_argument("--jpeg", type=_auto_or(int, none=True), default="auto", metavar="auto|QUALITY|none",
                     help="JPEG quality the son is compressed at: auto (default) reads a JPEG input's "
-                         "quantisation tables, none = no compression")
+                         "quantisation tables, or finds it in the pixels of another file, none = no compression")
     up.add_argument("--seed", type=int, default=0, help="seed of what adapting draws (crops, the son's noise)")
     up.add_argument("--back-projection", type=int, metavar="N",
                     help="end with N back-projection iterations, which make the output reproduce the input under "

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import scipy.fft
 import scipy.stats
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -28,6 +29,14 @@ PATCH = 7  # side of the patches whose covariance gives the noise level
 # reads up to ~0.6 on clean LR images (docs in the report of issue 27)
 NOISE_FLOOR = 1.0
 MAX_QUALITY = 95  # mzsr.degrade.corrupt's highest; a file above it is too mild to imitate
+
+# Finding a JPEG's quality in its decoded pixels (a PNG or an array that was a JPEG once), see quality_from_pixels
+JPEG_MIN_STEP = 3  # quantiser steps under this many grey levels drown in the decoded pixels' rounding
+JPEG_ROUNDING = 0.5  # grey levels of rounding error a decoded coefficient carries (σ)
+JPEG_MATCH = 0.6  # share of the lattice fit that an exact IJG quality would reach: at least this is a JPEG
+JPEG_MIN_COEFFICIENTS = 200  # non-zero coefficients a quality must be judged on
+JPEG_MAX_BLOCKS = 4096  # 8×8 blocks looked at, evenly spaced: the estimate's cost stays bounded
+BT601 = np.array([0.299, 0.587, 0.114])  # JFIF's luma
 
 
 def _noise_variance(patches: np.ndarray) -> float:
@@ -98,6 +107,43 @@ def jpeg_quality(path) -> int | None:
     return quality_from_tables(tables)[0] if tables else None
 
 
+def luma_block_dct(img: np.ndarray, max_blocks: int = JPEG_MAX_BLOCKS) -> np.ndarray:
+    """``(blocks, 64)`` DCT coefficients, row-major as JPEG's tables, of the JFIF luma of an ``(H, W[, C])`` image
+    on 0..255, in the 8×8 blocks of JPEG's grid (from the top-left corner), at most ``max_blocks`` of them."""
+    img = np.asarray(img, dtype=np.float64)
+    y = (img[..., :3] @ BT601 if img.shape[-1] >= 3 else img[..., 0]) if img.ndim == 3 else img
+    h, w = y.shape[0] // 8 * 8, y.shape[1] // 8 * 8
+    blocks = (y[:h, :w] - 128).reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8)
+    blocks = blocks[:: max(1, -(-len(blocks) // max_blocks))]
+    return scipy.fft.dctn(blocks, axes=(1, 2), norm="ortho").reshape(-1, 64)  # JPEG's DCT is the orthonormal one
+
+
+def quality_from_pixels(img: np.ndarray) -> int | None:
+    """The IJG quality (1..100) an ``(H, W[, C])`` image on 0..255 was JPEG-compressed at, found in its decoded
+    pixels, or ``None`` when it shows none (never compressed, or resized or shifted off the 8×8 grid since).
+
+    A decoded JPEG's block-DCT coefficients sit on multiples of the quantiser's steps, up to the pixels' rounding.
+    For each quality, the fit of the coefficients to its luma table's lattice (mean cosine of 2π·c/step over
+    coefficients above a quarter step; steps under :data:`JPEG_MIN_STEP` left out) is compared with what an exact
+    match would give through :data:`JPEG_ROUNDING`; of the qualities reaching :data:`JPEG_MATCH` of that, the
+    best fit wins: a table of half the steps fits as well but through relatively more rounding, a table of
+    larger steps puts the true lattice's odd multiples at a half period. Qualities over 95 (steps of 1–3) read
+    as ``None`` or lower."""
+    coefs = luma_block_dct(img)
+    best, best_fit = None, -1.0
+    for quality in range(1, 101):
+        steps = ijg_table(IJG_LUMA, quality).astype(np.float64)
+        fit = expected = count = 0.0
+        for j in np.flatnonzero(steps >= JPEG_MIN_STEP):
+            c = coefs[:, j][np.abs(coefs[:, j]) > steps[j] / 4]
+            fit += np.cos(2 * np.pi * c / steps[j]).sum()
+            expected += len(c) * np.exp(-2 * (np.pi * JPEG_ROUNDING / steps[j]) ** 2)
+            count += len(c)
+        if count >= JPEG_MIN_COEFFICIENTS and fit >= JPEG_MATCH * expected and fit / count > best_fit:
+            best, best_fit = quality, fit / count
+    return best
+
+
 def son_corruption(noise: float, quality: int | None) -> tuple[float, int | None]:
     """What corruption to give the son (``noise="auto"``) from the LR's estimates: its σ, unless under
     :data:`NOISE_FLOOR` (a clean image: then none, which changes nothing) and at most :data:`mzsr.validate.MAX_NOISE`
@@ -130,11 +176,16 @@ def calibrate_son_noise(son: np.ndarray, lr_noise: float, quality: int | None, t
     return (lo + hi) / 2
 
 
-def auto_corruption(img: np.ndarray, path=None, son=None) -> tuple[float, int | None]:
-    """:func:`son_corruption` of an ``(H, W[, C])`` LR image on 0..255 and, when given, its file's JPEG tables;
+def auto_corruption(img: np.ndarray, path=None, son=None, find_jpeg: bool = True) -> tuple[float, int | None]:
+    """:func:`son_corruption` of an ``(H, W[, C])`` LR image on 0..255 and, with ``find_jpeg``, of its JPEG
+    quality: from its file's tables when ``path`` is a JPEG, else from its pixels (:func:`quality_from_pixels`);
     for a JPEG with a ``son`` given (uncorrupted, on 0..255, or a function making it, called only for a JPEG),
     the σ :func:`calibrate_son_noise` matches."""
-    sigma, quality = son_corruption(estimate_noise(img), jpeg_quality(path) if path is not None else None)
+    quality = None
+    if find_jpeg:
+        quality = jpeg_quality(path) if path is not None else None
+        quality = quality_from_pixels(img) if quality is None else quality
+    sigma, quality = son_corruption(estimate_noise(img), quality)
     if quality is not None and son is not None:
         sigma = calibrate_son_noise(son() if callable(son) else son, sigma, quality)
     return sigma, quality

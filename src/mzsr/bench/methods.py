@@ -125,10 +125,10 @@ def finetune_adam(base: Model, lr_img: np.ndarray, kernel: np.ndarray, scale: in
 
 def run_method(method: Method, lr: np.ndarray, scale: int, kernel: np.ndarray, downsample: str,
                model: Model | None, base: Model | None, device, zssr_iters: int | None = None, seed: int = 0,
-               callback=None, jpeg: int | None = None) -> np.ndarray:
+               callback=None) -> np.ndarray:
     """Super-resolve the uint8 RGB ``lr`` with ``method``; ``model`` is the MZSR model, ``base`` its pretrained one.
-    ``jpeg``: the quality the input was saved at, which ``--jpeg auto`` reads from a JPEG file's tables (the
-    benchmark keeps its inputs as PNG); ``None``: none found."""
+    Noise and JPEG are left to ``auto``, as for a user's file: the benchmark's inputs are PNGs, whose JPEG quality
+    ``auto`` finds in the pixels."""
     if method.kind == "zssr":
         # called directly, not through upscale(), for its seed and iteration cap; rounded as upscale() would
         return quantize(255.0 * zssr(lr / 255.0, scale, kernel, downsample, device, callback, zssr_iters, seed))
@@ -139,5 +139,4 @@ def run_method(method: Method, lr: np.ndarray, scale: int, kernel: np.ndarray, d
     kernel = "estimate" if method.blind else kernel
     # None leaves them to the recipe: mzsrauto's own ensemble and back-projection, none for the paper's mzsrN
     return upscale(lr, scale, kernel, method.steps, method.kind, model, downsample, device, callback=callback,
-                   back_projection=method.back_projection or None, ensemble=method.ensemble or None, seed=seed,
-                   jpeg=jpeg if jpeg else "auto")
+                   back_projection=method.back_projection or None, ensemble=method.ensemble or None, seed=seed)

@@ -128,7 +128,7 @@ def run_cell(method: Method, lr: np.ndarray, gt: np.ndarray, scale: int, scenari
     for _ in range(opts.repeats):
         t0 = time.perf_counter()
         out = run_method(method, lr, scale, scenario.kernel(hr, scale), scenario.downsample, weights.model, weights.base,
-                         opts.device, opts.zssr_iters, opts.seed, callback, scenario.jpeg)
+                         opts.device, opts.zssr_iters, opts.seed, callback)
         seconds.append(time.perf_counter() - t0)
         if sr is None:
             sr = out
