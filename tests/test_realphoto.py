@@ -70,10 +70,28 @@ def test_noisy_validation_entry_is_scored_beside_the_clean_kernels(data, tiny_mo
                                  {"clean_share": 1.5}, {"val_jpeg": -3}])
 def test_bad_corruption_options_are_refused_by_name(bad):
     from mzsr.config import check_fields
+    from mzsr.train.kernel import KernelConfig
     from mzsr.train.meta import MetaConfig
 
     with pytest.raises(ValueError, match=next(iter(bad))):
         check_fields(MetaConfig(**bad))
+    if "val_jpeg" not in bad:
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            check_fields(KernelConfig(**bad))
+
+
+def test_kernel_predictor_batches_carry_noise_and_jpeg_only_when_asked():
+    from mzsr.train.kernel import KernelConfig, make_batch
+
+    hr = torch.rand(6, 3, 48, 48)
+    clean, k_clean = make_batch(hr, np.random.default_rng(0), KernelConfig(scale=4))
+    off, k_off = make_batch(hr, np.random.default_rng(0), KernelConfig(scale=4, clean_share=0.5))
+    assert torch.equal(clean, off) and torch.equal(k_clean, k_off)
+    noisy, k_noisy = make_batch(hr, np.random.default_rng(0), KernelConfig(scale=4, task_noise=10.0, task_jpeg=70))
+    assert torch.equal(k_noisy, k_clean)  # the same kernels: corruption is drawn after them
+    changed = (noisy - clean).abs().flatten(1).amax(1) > 0.5 / 255
+    assert changed.all() and noisy.shape == clean.shape
+    assert torch.equal(noisy, noisy.mul(255).round().div(255))  # still uint8 levels, as a photo's LR
 
 
 def _krk_lr(data, set_name, i, sigma, seed=0):

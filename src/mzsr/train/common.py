@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import option
+from ..config import ConfigError, option
 from ..io import data_root
 from ..net import SRNet
 from .data import PatchSampler, list_images, load_images
 from .loop import parse_duration
+from ..validate import JPEG_QUALITIES, MAX_NOISE
 
 DEFAULT_TRAIN_DIRS = ("train/T91", "train/BSDS500_test")
 
@@ -31,6 +32,26 @@ def time_budget_option():
 
 def device_option():
     return option("auto", "auto, cpu or cuda")
+
+
+def task_noise_option():
+    return option(0.0, "most noise σ of a task's LR, grey levels of 0..255, drawn U[0, max] (0: none)",
+                  at_least=0, at_most=MAX_NOISE)
+
+
+def task_jpeg_option():
+    return option(0, "lowest JPEG quality of a task's LR, drawn U{q..95} (0: none)", at_least=0)
+
+
+def clean_share_option():
+    return option(0.0, "share of tasks with neither noise nor JPEG", at_least=0, at_most=1)
+
+
+def check_jpeg_option(name: str, value: int) -> None:
+    """A JPEG option is 0 (none) or a quality that :func:`mzsr.degrade.corrupt` takes."""
+    if value and not JPEG_QUALITIES[0] <= value <= JPEG_QUALITIES[1]:
+        raise ConfigError(name, f"must be 0 (none) or a quality in {JPEG_QUALITIES[0]}..{JPEG_QUALITIES[1]}, "
+                          f"got {value}")
 
 
 def run_dir_option(default: str):

@@ -1,6 +1,8 @@
 """Training the kernel predictor (``mzsr.estimate.predictor``): HR patches of the training images, blurred by
-random kernels of the estimator's family, subsampled like the SR model and rounded to uint8; the net regresses
-the kernel's log-covariance (L1). Validation: the mean error on fixed Set14 patches and kernels; the best is kept.
+random kernels of the estimator's family, subsampled like the SR model and rounded to uint8 (with
+``task_noise``/``task_jpeg``, each patch then corrupted like a real photo's LR, :func:`mzsr.train.data.task_corruption`);
+the net regresses the kernel's log-covariance (L1). Validation: the mean error on fixed Set14 patches and kernels,
+corrupted alike when training is; the best is kept.
 """
 from __future__ import annotations
 
@@ -12,13 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from ..config import config, option
-from ..degrade import degrade_torch
+from ..degrade import corrupt_torch, degrade_torch
 from ..estimate.predictor import KernelNet, random_kernels
 from ..io import hr_files
 from ..schedules import predictor_lr
-from .common import (checkpoint_option, device_option, make_sampler, run_dir_option, time_budget_option,
-                     train_dirs_option)
-from .data import PatchSampler, load_images
+from .common import (check_jpeg_option, checkpoint_option, clean_share_option, device_option, make_sampler,
+                     run_dir_option, task_jpeg_option, task_noise_option, time_budget_option, train_dirs_option)
+from .data import PatchSampler, load_images, task_corruption
 from .driver import Evaluation, train
 
 
@@ -34,6 +36,9 @@ class KernelConfig:
     lr_drop_at: int = option(0, "from this step on, a tenth of lr (0: never), e.g. set on --resume for a final "
                              "phase", at_least=0)
     channels: int = option(32, "feature channels of the predictor", at_least=1)
+    task_noise: float = task_noise_option()
+    task_jpeg: int = task_jpeg_option()
+    clean_share: float = clean_share_option()
     val_every: int = option(500, "steps between validations (0: none)", at_least=0)
     val_size: int = option(256, "Set14 validation patches, each with its own fixed random kernel", at_least=1)
     checkpoint_minutes: float = checkpoint_option()
@@ -42,12 +47,18 @@ class KernelConfig:
     device: str = device_option()
     run_dir: str = run_dir_option("runs/kernel-predictor-x2")
 
+    def check(self) -> None:
+        check_jpeg_option("task_jpeg", self.task_jpeg)
+
 
 def make_batch(hr: torch.Tensor, rng: np.random.Generator, cfg: KernelConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """(LR patches as uint8-rounded floats, their kernels' log-covariances) for a batch of HR patches."""
     kernels, targets = random_kernels(rng, hr.shape[0], cfg.scale)
-    lr = degrade_torch(hr, kernels, cfg.scale, cfg.downsample)
-    return lr.mul(255).round().clamp(0, 255).div(255), targets
+    lr = degrade_torch(hr, kernels, cfg.scale, cfg.downsample).mul(255).round().clamp(0, 255).div(255)
+    if cfg.task_noise or cfg.task_jpeg:
+        lr = torch.cat([corrupt_torch(p[None], *task_corruption(rng, cfg.task_noise, cfg.task_jpeg, cfg.clean_share),
+                                      rng) for p in lr])
+    return lr, targets
 
 
 def validation_set(cfg: KernelConfig) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,11 +14,12 @@ import torch
 
 from ..config import ConfigError, config, option
 from ..models import load_model
-from ..validate import JPEG_QUALITIES, MAX_NOISE
+from ..validate import MAX_NOISE
 from ..net import SRNet
 from ..schedules import multi_step_weights
-from .common import (checkpoint_option, device_option, make_card, make_sampler, run_dir_option,
-                     time_budget_option, train_dirs_option)
+from .common import (check_jpeg_option, checkpoint_option, clean_share_option, device_option, make_card,
+                     make_sampler, run_dir_option, task_jpeg_option, task_noise_option, time_budget_option,
+                     train_dirs_option)
 from .data import sample_task
 from .driver import Evaluation, train
 from .maml import card_step_lrs, init_step_lrs, meta_backward
@@ -49,10 +50,9 @@ class MetaConfig:
     kernel_minor_max: float = option(0.0, "cap on the task kernels' smaller variance (0: none, the paper's)",
                                      at_least=0)
     # real photos (mzsr.train.data.task_corruption): tasks whose LR carries noise and JPEG, as a camera's does
-    task_noise: float = option(0.0, "most noise σ of a task's LR, grey levels of 0..255, drawn U[0, max] (0: none)",
-                               at_least=0, at_most=MAX_NOISE)
-    task_jpeg: int = option(0, "lowest JPEG quality of a task's LR, drawn U{q..95} (0: none)", at_least=0)
-    clean_share: float = option(0.0, "share of tasks with neither noise nor JPEG", at_least=0, at_most=1)
+    task_noise: float = task_noise_option()
+    task_jpeg: int = task_jpeg_option()
+    clean_share: float = clean_share_option()
     inner_steps: int = option(5, "inner SGD steps per task", at_least=1)
     inner_lr: float = option(0.01, "inner SGD learning rate (with learn_step_lrs: where the learned ones start)",
                              at_least=0)
@@ -97,9 +97,7 @@ class MetaConfig:
             raise ConfigError("kernel_minor_max", f"must exceed kernel_min_var ({self.kernel_min_var:g}), "
                               f"got {self.kernel_minor_max:g}")
         for name, value in (("task_jpeg", self.task_jpeg), ("val_jpeg", self.val_jpeg)):
-            if value and not JPEG_QUALITIES[0] <= value <= JPEG_QUALITIES[1]:
-                raise ConfigError(name, f"must be 0 (none) or a quality in {JPEG_QUALITIES[0]}..{JPEG_QUALITIES[1]}, "
-                                  f"got {value}")
+            check_jpeg_option(name, value)
         unknown = [name for name in self.val_kernels if name not in VAL_KERNELS]
         if unknown or not self.val_kernels:
             raise ConfigError("val_kernels", f"{', '.join(unknown) or 'none given'}: choose from "
