@@ -68,6 +68,9 @@ def test_method_names_scenarios_and_paper_lookup():
     auto = parse_method("mzsrauto")
     assert (auto.kind, auto.steps, auto.paper_name, auto.label) == ("mzsr", "auto", None, "MZSR(auto)")
     assert "held-out" in auto.describe()
+    real = parse_method("zssrreal")
+    assert (real.kind, real.son_noise, real.paper_name, real.label) == ("zssr", pytest.approx(3.1875), None,
+                                                                        "ZSSR, real-image setting")
     for bad in ("mzsr", "srcnn", "finetune-1", "mzsr1x", "finetune10bp2", "mzsrbp2", "finetune10x8", "mzsr1x4",
                 "mzsrautox8", "mzsrautobp2", "finetuneauto"):
         with pytest.raises(ValueError, match="unknown method"):

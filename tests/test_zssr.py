@@ -10,6 +10,7 @@ from mzsr.adapt import to_tensor
 from mzsr.degrade import degrade
 from mzsr.kernels import gaussian_kernel
 from mzsr.resize import imresize
+from mzsr.schedules import ZSSR_REAL_NOISE
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -188,3 +189,19 @@ def test_self_ensemble_is_realigned_for_direct_subsampling(monkeypatch, scale, d
     monkeypatch.setattr(Z, "self_ensemble", lambda forward, x, s: seen.append(s) or forward(x))
     Z.zssr(checker_image(24, 24), scale, gaussian_kernel(1.0, size=5), downsample, max_iters=1)
     assert seen == [shift]
+
+
+def test_real_image_setting_puts_seeded_noise_on_the_sons_only(monkeypatch):
+    seen = []
+    real_upsample = Z.upsample
+    monkeypatch.setattr(Z, "upsample", lambda son, shape: seen.append(son.clone()) or real_upsample(son, shape))
+    img = as_tensor(checker_image(24, 24))
+    clean = Z._net_input(img, None, 2, "bicubic")
+    noisy = Z._net_input(img, None, 2, "bicubic", 8.0, np.random.default_rng(0))
+    assert torch.equal(noisy, Z._net_input(img, None, 2, "bicubic", 8.0, np.random.default_rng(0)))
+    assert (seen[1] - seen[0]).mul(255).std().item() == pytest.approx(8.0, rel=0.15)  # σ in grey levels
+    assert not torch.equal(clean, noisy)
+    lr = checker_image(16, 16)
+    a = Z.zssr(lr, 2, None, "bicubic", max_iters=5, seed=3)
+    b = Z.zssr(lr, 2, None, "bicubic", max_iters=5, seed=3, noise=ZSSR_REAL_NOISE)
+    assert a.shape == b.shape and np.abs(a - b).max() > 1e-4  # same seed, the sons' noise changes what it learns

@@ -91,6 +91,7 @@ ZSSR_TEST_EVERY = 50  # iterations between whole-image reconstruction errors, th
 ZSSR_LR_SLOPE_RANGE = 256  # iterations of reconstruction errors the lr policy fits its line to
 ZSSR_BACKPROJECTION_ITERS_KERNEL = 2
 ZSSR_BACKPROJECTION_ITERS_BICUBIC = 10
+ZSSR_REAL_NOISE = 0.0125 * 255  # σ (grey levels) of the noise on every son in ZSSR's real-image setting (spec §1)
 
 
 # Kernel estimation (mzsr.estimate): the mzsr_search estimator's budget and its family of Gaussian kernels.

@@ -83,9 +83,14 @@ def make_father(lr: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return _affine_crop(lr, rng)
 
 
-def _net_input(img: torch.Tensor, kernel: torch.Tensor | None, scale: int, downsample: str) -> torch.Tensor:
-    """What the net sees when ``img`` plays the HR role: its son, bicubic-upsampled back to its size."""
-    return upsample(make_son(img, kernel, scale, downsample), img.shape[-2:])
+def _net_input(img: torch.Tensor, kernel: torch.Tensor | None, scale: int, downsample: str, noise: float = 0.0,
+               rng: np.random.Generator | None = None) -> torch.Tensor:
+    """What the net sees when ``img`` plays the HR role: its son (with ``noise``, white noise of that σ in grey
+    levels added, drawn from ``rng``), bicubic-upsampled back to its size."""
+    son = make_son(img, kernel, scale, downsample)
+    if noise:
+        son = son + torch.from_numpy(rng.normal(0.0, noise / 255.0, son.shape)).to(son)
+    return upsample(son, img.shape[-2:])
 
 
 def _reconstruction_error(net: SRNet, x: torch.Tensor, target: torch.Tensor) -> float:
@@ -94,8 +99,9 @@ def _reconstruction_error(net: SRNet, x: torch.Tensor, target: torch.Tensor) -> 
 
 
 def train(net: SRNet, lr: torch.Tensor, kernel: torch.Tensor | None, scale: int, downsample: str,
-          max_iters: int, rng: np.random.Generator, callback=None) -> None:
-    """Fit ``net`` in place to son → father pairs drawn from ``lr`` until the lr policy or ``max_iters`` stops it.
+          max_iters: int, rng: np.random.Generator, callback=None, noise: float = 0.0) -> None:
+    """Fit ``net`` in place to son → father pairs drawn from ``lr`` until the lr policy or ``max_iters`` stops it;
+    ``noise``: σ (grey levels) of white noise on each son, so that the net learns to remove noise, not make it.
 
     The policy judges the whole-image reconstruction error (LR's son → LR), not the crop losses: those
     vary with each random crop and would look flat long before learning is over.
@@ -107,7 +113,7 @@ def train(net: SRNet, lr: torch.Tensor, kernel: torch.Tensor | None, scale: int,
     tests: list[tuple[int, float]] = []
     for it in range(max_iters):
         father = make_father(lr, rng)
-        loss = (net(_net_input(father, kernel, scale, downsample)) - father).abs().mean()
+        loss = (net(_net_input(father, kernel, scale, downsample, noise, rng)) - father).abs().mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -135,11 +141,12 @@ def _fresh_net(seed: int, device) -> SRNet:
 
 
 def zssr(lr: np.ndarray, scale: int, kernel: np.ndarray | None, downsample: str = "direct", device="cpu",
-         callback=None, max_iters: int | None = None, seed: int = 0) -> np.ndarray:
+         callback=None, max_iters: int | None = None, seed: int = 0, noise: float = 0.0) -> np.ndarray:
     """lr: (h, w, 3) float64 RGB in [0, 1]. Returns (h*scale, w*scale, 3) float in [0, 1].
 
     ``kernel`` ``None`` means the ideal bicubic degradation (no blur). ``callback(iteration, loss)`` follows
-    every training iteration; ``max_iters`` caps training (default ZSSR_MAX_ITERS). Runs with the same
+    every training iteration; ``max_iters`` caps training (default ZSSR_MAX_ITERS). ``noise``: σ in grey levels
+    of the noise added to every son (``ZSSR_REAL_NOISE`` is ZSSR's real-image setting). Runs with the same
     ``seed`` give the same result on the CPU; on CUDA, cuDNN's nondeterministic kernels may differ slightly.
     """
     device = torch.device(device)
@@ -147,7 +154,8 @@ def zssr(lr: np.ndarray, scale: int, kernel: np.ndarray | None, downsample: str 
     net = _fresh_net(seed, device)
     lr_t = to_tensor(np.asarray(lr, dtype=np.float64) * 255.0, device)
     k = None if kernel is None else torch.as_tensor(kernel, dtype=torch.float32, device=device)
-    train(net, lr_t, k, scale, downsample, ZSSR_MAX_ITERS if max_iters is None else max_iters, rng, callback)
+    train(net, lr_t, k, scale, downsample, ZSSR_MAX_ITERS if max_iters is None else max_iters, rng, callback,
+          noise)
     params = {name: p.detach() for name, p in net.named_parameters()}
     x = upsample(lr_t, (lr_t.shape[-2] * scale, lr_t.shape[-1] * scale))
     sr = self_ensemble(lambda t: forward_tiled(net, params, t), x, alignment_shift(scale, downsample))

@@ -1,5 +1,5 @@
-"""The compared methods, by name: ``bicubic``, ``zssr``, ``mzsrN`` and ``finetuneN`` (N adaptation steps, the
-paper's recipe: plain SGD on the whole image), and ``mzsrNbpB``: MZSR(N) then B back-projection iterations, and
+"""The compared methods, by name: ``bicubic``, ``zssr`` (``zssrreal``: its real-image setting, noise on the sons),
+``mzsrN`` and ``finetuneN`` (N adaptation steps, the paper's recipe: plain SGD on the whole image), and ``mzsrNbpB``: MZSR(N) then B back-projection iterations, and
 ``mzsrNx8`` / ``mzsrNbpBx8``: with the 8-way self-ensemble, and ``mzsrauto``: our schedule (the meta-learned steps,
 then Adam, crops on large images) until held-out blocks stop improving, within a time limit, in the fastest
 precision the machine has, with what ``mzsr.schedules`` makes part of it (additions of ours, not rows of the paper).
@@ -24,7 +24,7 @@ from ..api import upscale
 from ..degrade import quantize
 from ..models import Model
 from ..schedules import (ADAM_FROM_STEPS, AUTO_BACK_PROJECTION, AUTO_ENSEMBLE, AUTO_SUMMARY, AUTO_TIME_LIMIT,
-                         FINETUNE_ADAM_LR)
+                         FINETUNE_ADAM_LR, ZSSR_REAL_NOISE)
 from ..zssr import zssr
 
 _STEPPED = re.compile(r"(mzsr|finetune)(\d+)|mzsr(\d+|auto)(?:bp(\d+))?(x8)?(blind)?")
@@ -38,6 +38,7 @@ class Method:
     back_projection: int = 0
     ensemble: bool = False
     blind: bool = False  # the kernel estimated from the LR (mzsr.estimate's default), not the scenario's
+    son_noise: float = 0.0  # ZSSR: σ (grey levels) of the noise on its sons (its real-image setting)
 
     @property
     def needs_model(self) -> bool:
@@ -56,12 +57,16 @@ class Method:
         """The method's row in the paper's tables (fine-tuning has none)."""
         if self.back_projection or self.ensemble or self.auto or self.blind:
             return None
+        if self.son_noise:
+            return None
         return {"bicubic": "Bicubic", "zssr": "ZSSR", "mzsr": f"MZSR({self.steps})"}.get(self.kind)
 
     @property
     def label(self) -> str:
         if self.kind == "finetune":
             return f"Fine-tune({self.steps}{', Adam' if self.adam else ''})"
+        if self.son_noise:
+            return "ZSSR, real-image setting"
         if self.back_projection or self.ensemble or self.auto or self.blind:
             return f"MZSR({self.steps})" + "+x8" * self.ensemble + f"+BP{self.back_projection}" * bool(
                 self.back_projection) + ", blind" * self.blind
@@ -71,7 +76,8 @@ class Method:
         if self.kind == "bicubic":
             return "MATLAB-bicubic upsampling"
         if self.kind == "zssr":
-            return "a fresh net trained on the image alone (spec §8)"
+            return "a fresh net trained on the image alone (spec §8)" + (
+                f", noise of σ {self.son_noise:.2f} grey levels on every son" if self.son_noise else "")
         if self.auto:
             return (f"our schedule ({AUTO_SUMMARY}) until held-out blocks of the son pair stop improving, within "
                     f"{AUTO_TIME_LIMIT:g} s per image" + (", median over the kernel-keeping rotations/flips"
@@ -90,9 +96,11 @@ class Method:
 def parse_method(name: str) -> Method:
     if name in ("bicubic", "zssr"):
         return Method(name, name)
+    if name == "zssrreal":
+        return Method(name, "zssr", son_noise=ZSSR_REAL_NOISE)
     m = _STEPPED.fullmatch(name)
     if m is None:
-        raise ValueError(f"unknown method '{name}' (bicubic, zssr, mzsrN, finetuneN, mzsrNbpB, mzsrNx8, "
+        raise ValueError(f"unknown method '{name}' (bicubic, zssr, zssrreal, mzsrN, finetuneN, mzsrNbpB, mzsrNx8, "
                          "mzsrNbpBx8, mzsrauto, each of those mzsr ones +blind: N steps, B back-projection iterations, "
                          "x8 self-ensemble, auto: our schedule, blind: the kernel estimated)")
     if m.group(1) is None:
@@ -131,7 +139,8 @@ def run_method(method: Method, lr: np.ndarray, scale: int, kernel: np.ndarray, d
     ``auto`` finds in the pixels."""
     if method.kind == "zssr":
         # called directly, not through upscale(), for its seed and iteration cap; rounded as upscale() would
-        return quantize(255.0 * zssr(lr / 255.0, scale, kernel, downsample, device, callback, zssr_iters, seed))
+        return quantize(255.0 * zssr(lr / 255.0, scale, kernel, downsample, device, callback, zssr_iters, seed,
+                                     method.son_noise))
     if method.kind == "bicubic":
         return upscale(lr, scale, method="bicubic")
     if method.adam:
