@@ -39,8 +39,11 @@ def test_auto_uses_the_predictor_where_one_is_shipped(texture, tiny_model, monke
     monkeypatch.setattr(predictor, "estimate", lambda *a, **k: calls.append("predictor") or gaussian_kernel(1.0))
     monkeypatch.setattr(mzsr_search, "estimate", lambda *a, **k: calls.append("search") or gaussian_kernel(1.0))
     estimate_kernel(texture, 2, load_model(tiny_model))  # a direct ×2 model: the predictor is shipped
-    estimate_kernel(texture, 4, load_model("direct-x4"))  # none for ×4
-    assert calls == ["predictor", "search"]
+    big = np.tile(texture, (2, 2, 1))
+    assert min(texture.shape[:2]) < mzsr_search.smallest_side(4) <= min(big.shape[:2])
+    estimate_kernel(big, 4, load_model("direct-x4"))  # at ×4 the search measured closer
+    estimate_kernel(texture, 4, load_model("direct-x4"))  # too small for it: the ×4 predictor
+    assert calls == ["predictor", "search", "predictor"]
     with pytest.raises(ValueError, match="unknown estimator 'magic'"):
         get_estimator("magic")
 

@@ -105,8 +105,9 @@ def test_validation_keeps_the_best_with_its_card(train_dir, tmp_path, data):
     assert net(torch.rand(2, 3, 24, 24)).shape == (2, 3)
 
 
-def test_shipped_predictor_card_names_its_data_portably():
-    card = P.json.loads(P.weights_path(2, "direct").with_suffix(".json").read_text())
+@pytest.mark.parametrize("scale", [2, 4])
+def test_shipped_predictor_card_names_its_data_portably(scale):
+    card = P.json.loads(P.weights_path(scale, "direct").with_suffix(".json").read_text())
     assert card["training"]["data"] and all(d.startswith("$MZSR_DATA/") for d in card["training"]["data"])
 
 
@@ -135,21 +136,24 @@ def test_predictor_is_read_once_per_version_of_its_file(tmp_path):
         assert all(float(v.flatten()[0]) == value for v in first.state_dict().values())  # a rewrite is re-read
 
 
-def test_missing_predictor_is_a_clear_error(rng):
+def test_missing_predictor_is_a_clear_error(rng, tmp_path):
     with pytest.raises(ValueError, match="no kernel predictor for ×4"):
-        estimate_kernel(rng.random((64, 64, 3)), 4, load_model("direct-x4"), "predictor")
+        estimate_kernel(rng.random((64, 64, 3)), 4, load_model("direct-x4"), "predictor",
+                        weights=tmp_path / "none.safetensors")
 
 
-def _predicted(hr: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    lr = np.round(degrade(hr, kernel, 2)) / 255.0
-    return P.predict(P.load_predictor(P.weights_path(2, "direct")), P.busiest_tiles(lr)).numpy()
+def _predicted(hr: np.ndarray, kernel: np.ndarray, scale: int) -> np.ndarray:
+    lr = np.round(degrade(hr, kernel, scale)) / 255.0
+    return P.predict(P.load_predictor(P.weights_path(scale, "direct")), P.busiest_tiles(lr)).numpy()
 
 
-def test_shipped_predictor_tells_sizes_and_directions_apart():
+@pytest.mark.parametrize("scale", [2, 4])
+def test_shipped_predictor_tells_sizes_and_directions_apart(scale):
     """Set14's comic (a validation image), blurred by known kernels: a wider blur must come out wider, and a
     blur elongated along x must come out longer along x than along y, and the other way round."""
     hr = load_rgb(need_data() / "benchmark/Set14/HR/img_005_SRF_2_HR.png").astype(np.float64)
-    narrow, wide = (_predicted(hr, gaussian_kernel(v)) for v in (0.5, 4.0))
+    narrow, wide = (_predicted(hr, gaussian_kernel(v * scale / 2), scale) for v in (0.5, 4.0))
     assert (wide[0] + wide[1]) / 2 > (narrow[0] + narrow[1]) / 2 + 1.0  # log-variances: e^1 ≈ 2.7× wider
-    along_x, along_y = (_predicted(hr, gaussian_kernel(4.0, 1.0, t)) for t in (0.0, math.pi / 2))
+    along_x, along_y = (_predicted(hr, gaussian_kernel(4.0 * scale / 2, 1.0 * scale / 2, t), scale)
+                        for t in (0.0, math.pi / 2))
     assert along_x[0] > along_x[1] + 0.5 and along_y[1] > along_y[0] + 0.5

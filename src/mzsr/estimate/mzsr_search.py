@@ -91,6 +91,16 @@ def inconsistency(model: Model, lr: torch.Tensor, kernel: torch.Tensor, scale: i
     return float((ratio.log() ** 2).sum())
 
 
+def smallest_side(scale: int) -> int:
+    """The shortest image side the search works on: the grandson needs ``MIN_SON`` pixels per side."""
+    return MIN_SON * scale * scale
+
+
+def fits(shape: tuple, scale: int) -> bool:
+    """Whether an image of ``shape`` (H, W, ...) is large enough for the search at ``scale``."""
+    return min(shape[:2]) >= smallest_side(scale)
+
+
 def _busiest_crop(img: np.ndarray, side: int) -> np.ndarray:
     """The ``side``² window of the ``(H, W, 3)`` image in [0, 1] with the most detail; an image narrower than
     ``side`` is cropped to ``side`` about its centre along its long side."""
@@ -134,8 +144,8 @@ def estimate(lr_rgb01: np.ndarray, scale: int, model: Model, crop: int = ESTIMAT
     if model.scale != scale:
         raise ValueError(f"model '{model.name}' is a ×{model.scale} model, asked to estimate a ×{scale} kernel")
     img = _busiest_crop(np.asarray(lr_rgb01, dtype=np.float64), crop)
-    need = MIN_SON * scale * scale  # the grandson needs MIN_SON pixels per side
-    if min(img.shape[:2]) < need:
+    if not fits(img.shape, scale):
+        need = smallest_side(scale)
         raise ValueError(f"image too small to estimate a ×{scale} kernel ({img.shape[0]}×{img.shape[1]} px, "
                          f"needs {need}×{need})")
     device = next(iter(model.params.values())).device
