@@ -323,9 +323,10 @@ for _ in range(2):
         atomic_write(sys.argv[1], slow)
     except Terminated as e:
         print(128 + e.signum, flush=True)
+        sys.stdin.readline()  # the test has looked: the next write may begin
 """
-    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "o.png")], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "o.png")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
     try:
         for signum in (signal.SIGHUP, signal.SIGTERM):
             assert proc.stdout.readline().strip() == "writing"
@@ -333,7 +334,10 @@ for _ in range(2):
             proc.send_signal(signum)
             assert proc.stdout.readline().strip() == str(128 + signum)
             assert list(tmp_path.iterdir()) == []
+            proc.stdin.write("\n")
+            proc.stdin.flush()
         assert proc.wait(timeout=20) == 0
     finally:
         proc.kill()
+        proc.stdin.close()
         proc.stdout.close()
