@@ -5,8 +5,8 @@ Test images: the first ``--limit`` images of each set (sorted by name; ``--start
 degraded by spec §1 (blur, direct ×``--scale`` subsampling, uint8; with ``--noise``/``--jpeg``, then noise and
 JPEG as a real photo's) with the DIV2KRK ground-truth kernels: the i-th image of a set takes ``kernel_{i+1}.mat``
 (fixed, so that runs compare; KernelGAN's convention, converted to MZSR's on loading). Then DIV2KRK's own two
-LR/GT pairs end to end (clean inputs only). Columns: plain bicubic interpolation; MZSR(n) assuming no blur (MATLAB-bicubic
-degradation, the bicubic model); MZSR(n) with the estimated kernel; MZSR(n) with the true kernel; with
+LR/GT pairs end to end (clean inputs only). Columns: plain bicubic interpolation; MZSR(n) assuming no blur
+(MATLAB-bicubic degradation, the bicubic model); MZSR(n) with the estimated kernel; MZSR(n) with the true kernel; with
 ``--back-projection B``, also the last two followed by B back-projection iterations (which trust the kernel: do
 they still help when it is estimated?). Scores: spec §6 (Y, shave the scale).
 

@@ -161,7 +161,8 @@ def _benchmark_parser(sub) -> None:
     bm.add_argument("-s", "--scale", type=int, default=2, choices=(2, 3, 4), help="scale factor (default 2)")
     bm.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), metavar="METHOD",
                     help="bicubic, zssr, zssrreal (noise on its sons), mzsrN, finetuneN (N steps; finetune ≥ 100 "
-                         "steps uses Adam 1e-4), mzsrNbpB (then B back-projection iterations), mzsrNx8 / mzsrNbpBx8 (self-ensemble) "
+                         "steps uses Adam 1e-4), mzsrNbpB (then B back-projection iterations), mzsrNx8 / mzsrNbpBx8 "
+                         "(self-ensemble) "
                          f"(default: {' '.join(DEFAULT_METHODS)})")
     bm.add_argument("--model", metavar="NAME|PATH", help="MZSR model for every scenario (default: the shipped "
                     "one for -s and each scenario's subsampling; fine-tuning starts from its card's base)")

@@ -1,5 +1,6 @@
 """The compared methods, by name: ``bicubic``, ``zssr`` (``zssrreal``: its real-image setting, noise on the sons),
-``mzsrN`` and ``finetuneN`` (N adaptation steps, the paper's recipe: plain SGD on the whole image), and ``mzsrNbpB``: MZSR(N) then B back-projection iterations, and
+``mzsrN`` and ``finetuneN`` (N adaptation steps, the paper's recipe: plain SGD on the whole image), and
+``mzsrNbpB``: MZSR(N) then B back-projection iterations, and
 ``mzsrNx8`` / ``mzsrNbpBx8``: with the 8-way self-ensemble, and ``mzsrauto``: our schedule (the meta-learned steps,
 then Adam, crops on large images) until held-out blocks stop improving, within a time limit, in the fastest
 precision the machine has, with what ``mzsr.schedules`` makes part of it (additions of ours, not rows of the paper).

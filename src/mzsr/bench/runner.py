@@ -127,8 +127,8 @@ def run_cell(method: Method, lr: np.ndarray, gt: np.ndarray, scale: int, scenari
     seconds, sr = [], None
     for _ in range(opts.repeats):
         t0 = time.perf_counter()
-        out = run_method(method, lr, scale, scenario.kernel(hr, scale), scenario.downsample, weights.model, weights.base,
-                         opts.device, opts.zssr_iters, opts.seed, callback)
+        out = run_method(method, lr, scale, scenario.kernel(hr, scale), scenario.downsample, weights.model,
+                         weights.base, opts.device, opts.zssr_iters, opts.seed, callback)
         seconds.append(time.perf_counter() - t0)
         if sr is None:
             sr = out

@@ -1,8 +1,8 @@
 """Training the kernel predictor (``mzsr.estimate.predictor``): HR patches of the training images, blurred by
 random kernels of the estimator's family, subsampled like the SR model and rounded to uint8 (with
-``task_noise``/``task_jpeg``, each patch then corrupted like a real photo's LR, :func:`mzsr.train.data.task_corruption`);
-the net regresses the kernel's log-covariance (L1). Validation: the mean error on fixed Set14 patches and kernels,
-corrupted alike when training is; the best is kept.
+``task_noise``/``task_jpeg``, each patch then corrupted like a real photo's LR,
+:func:`mzsr.train.data.task_corruption`); the net regresses the kernel's log-covariance (L1). Validation: the mean
+error on fixed Set14 patches and kernels, corrupted alike when training is; the best is kept.
 """
 from __future__ import annotations
 
