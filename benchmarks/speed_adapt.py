@@ -4,10 +4,11 @@ MZSR(auto); inference throughput against the machine's matmul peak (fp32 and bf1
     OMP_NUM_THREADS=1 python benchmarks/speed_adapt.py [--sizes 256x256 1024x768 2000x1500] [--zssr-iters 60]
 
 Each measurement runs in a fresh process, so its peak RSS is its own (a fresh torch process's baseline is the
-bicubic row). ZSSR is not run to the end: its per-iteration time is measured over ``--zssr-iters`` iterations
-at the smallest size, its fixed cost (the 8-frame self-ensemble and back-projection) there too, and both are
-extrapolated — per iteration × its iteration count (at least ZSSR_MIN_ITERS, at most ZSSR_MAX_ITERS), the fixed
-cost and the periodic whole-image checks × the pixel count. MZSR(N) paper: the paper's recipe (N plain-SGD steps
+bicubic row). ZSSR runs once, at the smallest size: to its end with ``--zssr-iters 0`` (its own learning-rate
+policy stops it), else for ``--zssr-iters`` iterations. Its per-iteration time and fixed cost (the 8-frame
+self-ensemble and back-projection) there are extrapolated to the larger sizes — per iteration × its iteration
+count (the count of the run to the end; else the range ZSSR_MIN_ITERS to ZSSR_MAX_ITERS), the fixed cost and the
+periodic whole-image checks × the pixel count. MZSR(N) paper: the paper's recipe (N plain-SGD steps
 on the whole image, fp32); tail: our schedule (the model's SGD steps, then Adam, crops above the pixel budget) on
 the machine's fast path; auto: the default of ``mzsr upscale`` (``mzsr.Upscaler``: noise and JPEG estimates, our
 schedule until held-out blocks stop improving within the time limit, self-ensemble, back-projection, guard).
@@ -28,6 +29,7 @@ from _common import sample_image
 
 SCALE = 2
 KERNEL = "iso:2.0"
+PAPER_RUN_MAX = 60  # seconds of MZSR(1) above which the paper's MZSR(10) (ten whole-image steps) is not run
 
 
 def lr_image(size: tuple[int, int]) -> np.ndarray:
@@ -65,9 +67,9 @@ def _measure(job: dict, out) -> None:
         stamps = []
         t0 = time.perf_counter()
         zssr(lr / 255.0, SCALE, k, "direct", "cpu", lambda i, loss: stamps.append(time.perf_counter()),
-             job["zssr_iters"])
+             job["zssr_iters"] or None)
         extra = {"start": stamps[0] - t0, "per_iter": (stamps[-1] - stamps[0]) / (len(stamps) - 1),
-                 "final": time.perf_counter() - stamps[-1]}
+                 "final": time.perf_counter() - stamps[-1], "iters": len(stamps), "to_end": not job["zssr_iters"]}
     else:
         model = load_model("direct-x2", "cpu")
         if job["method"] == "infer":
@@ -114,21 +116,26 @@ def conv_flops_per_pixel() -> float:
 
 def print_zssr(zssr_ref, px: int, zssr_iters: int) -> None:
     """The ZSSR row: measured at the reference size, extrapolated to ``px`` pixels."""
-    ref_px, z, zmem = zssr_ref
+    ref_px, z, zmem, zs = zssr_ref
+    if z["to_end"] and px == ref_px:
+        print(f"| ZSSR, run to its end | {zs:.0f} | {zmem:.2f} | {z['iters']} iterations × "
+              f"{z['per_iter'] * 1e3:.0f} ms |", flush=True)
+        return
     # the checks every ZSSR_TEST_EVERY iterations run on the whole image: inside per_iter, scaled by pixels
     per_iter, fixed = z["per_iter"], (z["start"] + z["final"]) * px / ref_px
-    lo, hi = (fixed + n * per_iter * (1 + (px / ref_px - 1) / ZSSR_TEST_EVERY) for n in (ZSSR_MIN_ITERS,
-                                                                                            ZSSR_MAX_ITERS))
+    counts = (z["iters"],) if z["to_end"] else (ZSSR_MIN_ITERS, ZSSR_MAX_ITERS)
+    seconds = [fixed + n * per_iter * (1 + (px / ref_px - 1) / ZSSR_TEST_EVERY) for n in counts]
+    ran = "to its end" if z["to_end"] else f"{zssr_iters} iterations"
     how = "measured" if px == ref_px else f"extrapolated from {ref_px} px"
-    print(f"| ZSSR (estimate) | {lo:.0f} – {hi:.0f} | {zmem if px == ref_px else float('nan'):.2f} | "
-          f"{ZSSR_MIN_ITERS}–{ZSSR_MAX_ITERS} iterations × {per_iter * 1e3:.0f} ms ({zssr_iters} run), "
-          f"fixed cost {fixed:.0f} s, {how} |", flush=True)
+    print(f"| ZSSR (estimate) | {' – '.join(f'{t:.0f}' for t in seconds)} | "
+          f"{zmem if px == ref_px else float('nan'):.2f} | {'–'.join(map(str, counts))} iterations × "
+          f"{per_iter * 1e3:.0f} ms (run {ran}), fixed cost {fixed:.0f} s, {how} |", flush=True)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", nargs="+", default=["256x256", "1024x768", "2000x1500"])
-    p.add_argument("--zssr-iters", type=int, default=60)
+    p.add_argument("--zssr-iters", type=int, default=60, help="ZSSR iterations to time; 0: run it to its end")
     p.add_argument("--skip", nargs="*", default=[], help="rows to leave out, by the start of their name")
     args = p.parse_args()
     sizes = [tuple(map(int, s.split("x"))) for s in args.sizes]
@@ -154,10 +161,16 @@ def main():
         px = w * h
         print(f"\n### LR {w}×{h} → {w * SCALE}×{h * SCALE}\n")
         print("| method | seconds | peak RSS GiB | note |\n|---|---|---|---|")
+        one_step = None
         for name, job in rows:
             if name.startswith(tuple(args.skip)):
                 continue
+            if job.get("schedule") == "paper" and job["steps"] > 1 and one_step and one_step > PAPER_RUN_MAX:
+                print(f"| {name} | not run | | MZSR(1) took {one_step:.0f} s, so about {job['steps']}× that |")
+                continue
             s, mem, extra = measure({**job, "size": size, "threads": threads})
+            if job.get("schedule") == "paper" and job["steps"] == 1:
+                one_step = s
             note = f"{extra['steps']} steps" if "steps" in extra else ""
             if job.get("steps") == "auto":
                 note += f" (limit {AUTO_TIME_LIMIT:g} s)"
@@ -165,7 +178,7 @@ def main():
         if zssr_ref is None and "ZSSR" not in args.skip:
             s, mem, extra = measure({"method": "zssr", "size": size, "threads": threads,
                                      "zssr_iters": args.zssr_iters})
-            zssr_ref = (px, extra, mem)
+            zssr_ref = (px, extra, mem, s)
         if zssr_ref is not None:
             print_zssr(zssr_ref, px, args.zssr_iters)
         print("\n| inference | seconds | GFLOP/s | of matmul peak |\n|---|---|---|---|")

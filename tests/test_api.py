@@ -162,3 +162,21 @@ def test_a_scenario_with_per_image_kernels_gets_the_default_model():
     from mzsr.bench.scenarios import SCENARIOS
 
     assert default_weights(2, SCENARIOS["krk+n3q80"], "cpu", {}).model.name == "direct-x2"
+
+
+def test_zssr_sons_take_the_measured_noise(monkeypatch, rng):
+    """method="zssr" gives ZSSR's sons the input's noise (its real-image setting), measured with noise="auto";
+    its sons take no JPEG, so a JPEG quality is refused."""
+    import mzsr.zssr
+
+    seen = []
+    monkeypatch.setattr(mzsr.zssr, "zssr", lambda lr, scale, *a, noise, **k: seen.append(noise) or
+                        imresize(lr, scale))
+    flat = np.full((96, 96, 3), 128.0)
+    noisy = np.clip(flat + rng.normal(0, 8, flat.shape), 0, 255).astype(np.uint8)
+    up = mzsr.Upscaler(2, "iso:2", method="zssr", device="cpu")
+    assert up.upscale(noisy).noise == seen[-1] and abs(seen[-1] - 8) < 1
+    assert up.upscale(flat.astype(np.uint8)).noise == seen[-1] == 0
+    assert mzsr.Upscaler(2, "iso:2", method="zssr", noise=3, device="cpu").upscale(noisy).noise == 3
+    with pytest.raises(ValueError, match="jpeg applies to mzsr and finetune, not zssr"):
+        mzsr.Upscaler(2, method="zssr", jpeg=80)

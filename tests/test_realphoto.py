@@ -124,6 +124,12 @@ def test_noise_estimate_is_within_one_grey_level_on_blurred_test_images(data, si
         assert estimate_noise(_krk_lr(data, set_name, i, sigma)) == pytest.approx(sigma, abs=1.0), (set_name, i)
 
 
+def test_a_flat_image_reads_as_noiseless():
+    from mzsr.realphoto import estimate_noise
+
+    assert estimate_noise(np.full((64, 64, 3), 128.0)) == 0  # and warns of nothing (warnings are errors here)
+
+
 def test_jpeg_quality_reads_back_what_pillow_wrote(tmp_path, rng):
     from PIL import Image
 

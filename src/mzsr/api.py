@@ -115,7 +115,8 @@ class Upscaler:
     paper's MZSR(N), N plain-SGD steps on the whole image in fp32. ``noise`` / ``jpeg``: the corruption the son is
     given, so that adapting learns to remove the input's noise and JPEG blocks rather than to reproduce them:
     ``"auto"`` measures the input (noise level; JPEG quality from the file's tables), a number fixes it, 0 /
-    ``None`` means none. ``seed`` seeds what adapting draws (crops, the son's noise).
+    ``None`` means none; ZSSR's sons (``method="zssr"``) take the noise, as in its real-image setting, not JPEG.
+    ``seed`` seeds what adapting draws (crops, the son's noise).
     """
 
     def __init__(self, scale: int = 2, kernel=None, steps: int | str = "auto", method: str = "mzsr",
@@ -135,6 +136,8 @@ class Upscaler:
         for option, value in (("back_projection", back_projection), ("ensemble", ensemble)):
             if value and method not in ADAPTING:
                 raise OptionError(f"{option} applies to mzsr and finetune, not {method}")
+        if method == "zssr" and self.jpeg not in ("auto", None):
+            raise OptionError("jpeg applies to mzsr and finetune, not zssr (its sons take noise only)")
         if downsample is not None:
             validate.choice(downsample, "downsample", DOWNSAMPLING)
         self.spec = _as_spec(kernel, kernel_convention)
@@ -215,6 +218,13 @@ class Upscaler:
             jpeg = found[1] if jpeg == "auto" else jpeg
         return float(noise), jpeg
 
+    def son_noise(self, rgb: np.ndarray) -> float:
+        """σ of the noise on ZSSR's sons: the given value, or the input's measured noise (``"auto"``). ZSSR's sons
+        take no JPEG."""
+        if self.noise != "auto":
+            return float(self.noise)
+        return 0.0 if min(rgb.shape[:2]) < 4 * PATCH else auto_corruption(rgb * 255.0, find_jpeg=False)[0]
+
     def input_limit(self) -> int | None:
         """The most input pixels whose output stays within ``max_pixels`` (for checking a file's header)."""
         return None if self.max_pixels is None else self.max_pixels // self.scale ** 2
@@ -234,13 +244,15 @@ class Upscaler:
         self.check_size(image.shape[1], image.shape[0])
         kernel = self.kernel_for(image, stem)
         rgb, alpha, gray, peak = split_channels(image)
-        model = self.model_for(kernel)
+        model, noise = self.model_for(kernel), 0.0
         if self.method == "bicubic":
             sr = imresize(rgb, self.scale)
         elif self.method == "zssr":
             from .zssr import zssr
 
-            sr = zssr(rgb, self.scale, kernel, self.downsample, device=self.device, callback=callback)
+            noise = self.son_noise(rgb)
+            sr = zssr(rgb, self.scale, kernel, self.downsample, device=self.device, callback=callback, noise=noise,
+                      seed=self.seed)
         else:
             weights = model if self.method == "mzsr" else self._base_of(model)
             tiles = {} if self.tile is None else {"tile_train": self.tile, "tile_infer": self.tile}
@@ -256,7 +268,7 @@ class Upscaler:
         up_alpha = None if alpha is None else imresize(alpha, out_shape=sr.shape[:2])
         out = join_channels(sr, up_alpha, gray, peak, image.dtype)
         if model is None:
-            return Result(out, kernel, None)
+            return Result(out, kernel, None, noise)
         return Result(out, kernel, model.name, noise, jpeg, report["steps"], report["guard"])
 
     def _base_of(self, model: Model) -> Model:

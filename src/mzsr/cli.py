@@ -84,10 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"with --steps auto, seconds per image, inference included (default {AUTO_TIME_LIMIT:g})")
     up.add_argument("--noise", type=_auto_or(float), default="auto", metavar="auto|SIGMA",
                     help="noise σ (grey levels of 0..255) the son is given, so that adapting removes the input's "
-                         "noise instead of learning it: auto (default) measures the input, 0 = none")
+                         "noise instead of learning it (ZSSR's sons too): auto (default) measures the input, 0 = none")
     up.add_argument("--jpeg", type=_auto_or(int, none=True), default="auto", metavar="auto|QUALITY|none",
-                    help="JPEG quality the son is compressed at: auto (default) reads a JPEG input's "
-                         "quantisation tables, or finds it in the pixels of another file, none = no compression")
+                    help="JPEG quality the son is compressed at (mzsr, finetune): auto (default) reads a JPEG "
+                         "input's quantisation tables, or finds it in the pixels of another file, none = no "
+                         "compression")
     up.add_argument("--seed", type=int, default=0, help="seed of what adapting draws (crops, the son's noise)")
     up.add_argument("--back-projection", type=int, metavar="N",
                     help="end with N back-projection iterations, which make the output reproduce the input under "

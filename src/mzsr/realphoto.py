@@ -60,11 +60,13 @@ def _channel_sigma(channel: np.ndarray, iters: int = 3, confidence: float = 0.99
         texture, flat = texture[unclipped], flat[unclipped]
     var = _noise_variance(flat)
     for _ in range(iters):
+        if var == 0:  # a flat image: no noise, and no gamma to draw the limit from
+            break
         # Liu et al. (2013): keep the weak-texture patches, whose gradient energy pure noise of this σ would reach
         # (the sum of squared neighbour differences, a gamma with the correlations' doubled variance)
         limit = scipy.stats.gamma.ppf(confidence, a=PATCH * (PATCH - 1) / 2, scale=8 * var)
         keep = texture < limit
-        if var == 0 or keep.sum() < 2 * PATCH * PATCH:
+        if keep.sum() < 2 * PATCH * PATCH:
             break
         var = _noise_variance(flat[keep])
     return float(np.sqrt(var))
