@@ -19,26 +19,26 @@ from . import kernelgan, mzsr_search, predictor
 PREDICTOR_FIRST = (2,)
 
 
-def looks_corrupted(lr_rgb01: np.ndarray) -> bool:
-    """Whether an ``(H, W, 3)`` image in [0, 1] reads as noisy or as a JPEG (what ``--noise auto`` and
-    ``--jpeg auto`` would give its son); an image too small to measure reads as clean."""
+def reads_as_jpeg(lr_rgb01: np.ndarray) -> bool:
+    """Whether an ``(H, W, 3)`` image in [0, 1] reads as a JPEG (what ``--jpeg auto`` would give its son); an
+    image too small to measure reads as none."""
     from ..realphoto import PATCH, auto_corruption
 
     if min(np.shape(lr_rgb01)[:2]) < 4 * PATCH:
         return False
-    sigma, quality = auto_corruption(np.asarray(lr_rgb01, dtype=np.float64) * 255.0)
-    return sigma > 0 or quality is not None
+    return auto_corruption(np.asarray(lr_rgb01, dtype=np.float64) * 255.0)[1] is not None
 
 
 def auto(lr_rgb01: np.ndarray, scale: int, model: Model, **options) -> np.ndarray:
     """``predictor`` where one is shipped for the model's scale and subsampling and measured better there
-    (:data:`PREDICTOR_FIRST`: ×2 on clean images; closer to the true kernel's result in a tenth of the time), else
-    ``mzsr_search`` (at ×4 0.1–0.2 dB closer than the ×4 predictor; at ×2 on noisy or JPEG images, which the ×2
-    predictor was not trained on: 0.10 dB closer on Set14 with σ 3 + JPEG 80), or the shipped predictor when the
-    image is too small for the search (under ``mzsr_search.smallest_side``: 64 px at ×4)."""
+    (:data:`PREDICTOR_FIRST`: ×2, but for JPEGs; closer to the true kernel's result in a tenth of the time), else
+    ``mzsr_search`` (at ×4 0.1–0.2 dB closer than the ×4 predictor; at ×2 on JPEGs, which the ×2 predictor never
+    saw: 0.10 dB closer on Set14 with σ 3 + JPEG 80, while with noise alone, σ 5, the predictor was 0.14 dB
+    closer), or the shipped predictor when the image is too small for the search (under
+    ``mzsr_search.smallest_side``: 64 px at ×4)."""
     shipped = predictor.weights_path(scale, model.downsample).is_file()
     fits = mzsr_search.fits(np.shape(lr_rgb01), scale)
-    first = shipped and (not fits or (scale in PREDICTOR_FIRST and not looks_corrupted(lr_rgb01)))
+    first = shipped and (not fits or (scale in PREDICTOR_FIRST and not reads_as_jpeg(lr_rgb01)))
     return (predictor.estimate if first else mzsr_search.estimate)(lr_rgb01, scale, model, **options)
 
 
