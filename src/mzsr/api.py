@@ -19,7 +19,7 @@ from .estimate import estimate_kernel, get_estimator
 from .kernels import KernelSpec, check_kernel, parse_kernel_spec
 from .metrics import modcrop, psnr_y, ssim_y
 from .models import Model, ModelError, default_model, load_model, model_for_kernel
-from .realphoto import PATCH, auto_corruption
+from .realphoto import auto_corruption
 from .resize import imresize
 from .runtime import describe_path, fast_precision, pick_device
 from .schedules import AUTO_BACK_PROJECTION, AUTO_ENSEMBLE, AUTO_TIME_LIMIT
@@ -209,11 +209,8 @@ class Upscaler:
         """(σ, JPEG quality) to corrupt the son with: the given values, or measured on the input (``"auto"``)."""
         noise, jpeg = self.noise, self.jpeg
         if "auto" in (noise, jpeg):
-            if min(rgb.shape[:2]) < 4 * PATCH:  # too small to measure: taken as clean
-                found = (0.0, None)
-            else:
-                found = auto_corruption(rgb * 255.0, path, lambda: degrade(rgb * 255.0, kernel, self.scale,
-                                                                           self.downsample), jpeg == "auto")
+            found = auto_corruption(rgb * 255.0, path, lambda: degrade(rgb * 255.0, kernel, self.scale,
+                                                                       self.downsample), jpeg == "auto")
             noise = found[0] if noise == "auto" else noise
             jpeg = found[1] if jpeg == "auto" else jpeg
         return float(noise), jpeg
@@ -223,7 +220,7 @@ class Upscaler:
         take no JPEG."""
         if self.noise != "auto":
             return float(self.noise)
-        return 0.0 if min(rgb.shape[:2]) < 4 * PATCH else auto_corruption(rgb * 255.0, find_jpeg=False)[0]
+        return auto_corruption(rgb * 255.0, find_jpeg=False)[0]
 
     def input_limit(self) -> int | None:
         """The most input pixels whose output stays within ``max_pixels`` (for checking a file's header)."""

@@ -182,7 +182,9 @@ def auto_corruption(img: np.ndarray, path=None, son=None, find_jpeg: bool = True
     """:func:`son_corruption` of an ``(H, W[, C])`` LR image on 0..255 and, with ``find_jpeg``, of its JPEG
     quality: from its file's tables when ``path`` is a JPEG, else from its pixels (:func:`quality_from_pixels`);
     for a JPEG with a ``son`` given (uncorrupted, on 0..255, or a function making it, called only for a JPEG),
-    the σ :func:`calibrate_son_noise` matches."""
+    the σ :func:`calibrate_son_noise` matches. An image too small to measure reads as clean."""
+    if min(np.shape(img)[:2]) < 4 * PATCH:
+        return 0.0, None
     quality = None
     if find_jpeg:
         quality = jpeg_quality(path) if path is not None else None

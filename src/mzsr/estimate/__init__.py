@@ -20,12 +20,9 @@ PREDICTOR_FIRST = (2,)
 
 
 def reads_as_jpeg(lr_rgb01: np.ndarray) -> bool:
-    """Whether an ``(H, W, 3)`` image in [0, 1] reads as a JPEG (what ``--jpeg auto`` would give its son); an
-    image too small to measure reads as none."""
-    from ..realphoto import PATCH, auto_corruption
+    """Whether an ``(H, W, 3)`` image in [0, 1] reads as a JPEG (what ``--jpeg auto`` would give its son)."""
+    from ..realphoto import auto_corruption
 
-    if min(np.shape(lr_rgb01)[:2]) < 4 * PATCH:
-        return False
     return auto_corruption(np.asarray(lr_rgb01, dtype=np.float64) * 255.0)[1] is not None
 
 
