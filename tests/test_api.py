@@ -180,3 +180,19 @@ def test_zssr_sons_take_the_measured_noise(monkeypatch, rng):
     assert mzsr.Upscaler(2, "iso:2", method="zssr", noise=3, device="cpu").upscale(noisy).noise == 3
     with pytest.raises(ValueError, match="jpeg applies to mzsr and finetune, not zssr"):
         mzsr.Upscaler(2, method="zssr", jpeg=80)
+
+
+def test_the_jpeg_is_measured_once_and_routes_the_estimate(monkeypatch, tiny_model, rng):
+    """upscale reads the input's JPEG quality once (from the file's tables when it has a path): the kernel
+    estimate routes by it and the son is compressed at it."""
+    import mzsr.api
+    import mzsr.estimate
+
+    read, routed = [], []
+    monkeypatch.setattr(mzsr.api, "son_quality", lambda img, path=None: read.append(path) or 80)
+    monkeypatch.setattr(mzsr.estimate, "reads_as_jpeg", lambda img: pytest.fail("the JPEG was measured again"))
+    monkeypatch.setattr(mzsr.estimate.mzsr_search, "estimate",
+                        lambda *a, **k: routed.append("search") or gaussian_kernel(1.0))
+    img = (rng.random((128, 128, 3)) * 255).astype(np.uint8)
+    result = mzsr.Upscaler(2, "estimate", steps=1, model=str(tiny_model), device="cpu").upscale(img, path="a.jpg")
+    assert read == ["a.jpg"] and routed == ["search"] and result.jpeg == 80  # the x2 predictor never saw a JPEG

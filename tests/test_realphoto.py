@@ -168,12 +168,12 @@ def test_auto_finds_the_quality_of_a_png_that_was_a_jpeg_unless_told_there_is_no
 
     from mzsr.bench.scenarios import read_rgb
     from mzsr.degrade import corrupt
-    from mzsr.realphoto import auto_corruption
+    from mzsr.realphoto import auto_corruption, son_quality
 
     Image.fromarray(corrupt(_krk_lr(data, "Set14", 1, 0.0), 0.0, 70)).save(tmp_path / "screenshot.png")
     png = read_rgb(tmp_path / "screenshot.png")
-    assert auto_corruption(png, tmp_path / "screenshot.png")[1] == 70
-    assert auto_corruption(png, tmp_path / "screenshot.png", find_jpeg=False)[1] is None
+    assert son_quality(png, tmp_path / "screenshot.png") == 70
+    assert auto_corruption(png, None)[1] is None  # told there is none
 
 
 def test_camera_tables_give_the_nearest_quality_and_a_nonzero_distance():
@@ -190,14 +190,16 @@ def test_auto_finds_clean_set5_inputs_clean_and_noisy_jpegs_noisy(data, tmp_path
 
     from mzsr.bench.scenarios import read_rgb
     from mzsr.degrade import corrupt
-    from mzsr.realphoto import auto_corruption, son_corruption
+    from mzsr.realphoto import auto_corruption, son_corruption, son_quality
 
     for f in sorted((data / "benchmark/Set5/LR_MZSR_g20_x2").glob("*.png")):
-        assert auto_corruption(read_rgb(f), f) == (0.0, None), f.name  # the son then is today's, unchanged
+        lr = read_rgb(f)
+        assert auto_corruption(lr, son_quality(lr, f)) == (0.0, None), f.name  # the son then is today's
     lr = read_rgb(sorted((data / "benchmark/Set5/LR_MZSR_g20_x2").glob("*.png"))[0])
     noisy = corrupt(lr, 5.0, None, np.random.default_rng(0))
     Image.fromarray(noisy).save(tmp_path / "photo.jpg", quality=85)
-    sigma, quality = auto_corruption(read_rgb(tmp_path / "photo.jpg"), tmp_path / "photo.jpg")
+    photo = read_rgb(tmp_path / "photo.jpg")
+    sigma, quality = auto_corruption(photo, son_quality(photo, tmp_path / "photo.jpg"))
     assert quality == 85 and sigma < 5  # JPEG removes most of the noise the estimate sees
     noisy = corrupt(lr, 8.0, None, np.random.default_rng(0))
     assert auto_corruption(noisy)[0] == pytest.approx(8.0, abs=1.0) and auto_corruption(noisy)[1] is None

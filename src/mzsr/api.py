@@ -19,7 +19,7 @@ from .estimate import estimate_kernel, get_estimator
 from .kernels import KernelSpec, check_kernel, parse_kernel_spec
 from .metrics import modcrop, psnr_y, ssim_y
 from .models import Model, ModelError, default_model, load_model, model_for_kernel
-from .realphoto import auto_corruption
+from .realphoto import auto_corruption, son_quality
 from .resize import imresize
 from .runtime import describe_path, fast_precision, pick_device
 from .schedules import AUTO_BACK_PROJECTION, AUTO_ENSEMBLE, AUTO_TIME_LIMIT
@@ -179,12 +179,13 @@ class Upscaler:
                           f"here with {self.downsample}-subsampled sons", stacklevel=2)
         return model
 
-    def kernel_for(self, image: np.ndarray, stem: str | None = None) -> np.ndarray | None:
+    def kernel_for(self, image: np.ndarray, stem: str | None = None, jpeg: bool | None = None) -> np.ndarray | None:
         """The kernel ``image`` is upscaled with: the given one, its file in a kernel folder (matched by ``stem``),
-        or estimated from the image (with the scale's default model); ``None`` means no blur."""
+        or estimated from the image (with the scale's default model; ``jpeg``: whether it is a JPEG, if known);
+        ``None`` means no blur."""
         if self.spec.kind == "estimate":
             model = self.fixed or self._load(default_model(self.scale, self.downsample))
-            return estimate_kernel(split_channels(image)[0], self.scale, model, self.estimator)
+            return estimate_kernel(split_channels(image)[0], self.scale, model, self.estimator, jpeg)
         if self.spec.kind == "folder" and stem is None:
             raise OptionError("a kernel folder needs the image's file stem to pick its kernel")
         return self.spec.for_image(stem, self.scale)
@@ -205,14 +206,13 @@ class Upscaler:
         how = "auto steps" if self.auto else f"{self.steps} steps"
         return f"{self.method}, {how}, {describe_path(self.device) if self.auto else 'fp32'}"
 
-    def son_corruption(self, rgb: np.ndarray, kernel, path=None) -> tuple[float, int | None]:
-        """(σ, JPEG quality) to corrupt the son with: the given values, or measured on the input (``"auto"``)."""
-        noise, jpeg = self.noise, self.jpeg
-        if "auto" in (noise, jpeg):
-            found = auto_corruption(rgb * 255.0, path, lambda: degrade(rgb * 255.0, kernel, self.scale,
-                                                                       self.downsample), jpeg == "auto")
-            noise = found[0] if noise == "auto" else noise
-            jpeg = found[1] if jpeg == "auto" else jpeg
+    def son_corruption(self, rgb: np.ndarray, kernel, quality: int | None) -> tuple[float, int | None]:
+        """(σ, JPEG quality) to corrupt the son with: the given values, or (``"auto"``) the input's measured
+        ``quality`` (:func:`mzsr.realphoto.son_quality`) and σ measured on it."""
+        noise, jpeg = self.noise, quality if self.jpeg == "auto" else self.jpeg
+        if noise == "auto":
+            noise = auto_corruption(rgb * 255.0, jpeg, lambda: degrade(rgb * 255.0, kernel, self.scale,
+                                                                       self.downsample))[0]
         return float(noise), jpeg
 
     def son_noise(self, rgb: np.ndarray) -> float:
@@ -220,7 +220,7 @@ class Upscaler:
         take no JPEG."""
         if self.noise != "auto":
             return float(self.noise)
-        return auto_corruption(rgb * 255.0, find_jpeg=False)[0]
+        return auto_corruption(rgb * 255.0)[0]
 
     def input_limit(self) -> int | None:
         """The most input pixels whose output stays within ``max_pixels`` (for checking a file's header)."""
@@ -239,8 +239,11 @@ class Upscaler:
         loss)`` is called after each adaptation step."""
         image = validate.image(image)
         self.check_size(image.shape[1], image.shape[0])
-        kernel = self.kernel_for(image, stem)
         rgb, alpha, gray, peak = split_channels(image)
+        # measured once: it routes the kernel estimate and is the son's JPEG
+        quality = (son_quality(rgb * 255.0, path)
+                   if self.spec.kind == "estimate" or (self.method in ADAPTING and self.jpeg == "auto") else None)
+        kernel = self.kernel_for(image, stem, quality is not None)
         model, noise = self.model_for(kernel), 0.0
         if self.method == "bicubic":
             sr = imresize(rgb, self.scale)
@@ -253,7 +256,7 @@ class Upscaler:
         else:
             weights = model if self.method == "mzsr" else self._base_of(model)
             tiles = {} if self.tile is None else {"tile_train": self.tile, "tile_infer": self.tile}
-            noise, jpeg = self.son_corruption(rgb, kernel, path)
+            noise, jpeg = self.son_corruption(rgb, kernel, quality)
             report: dict = {}
             ensemble = (AUTO_ENSEMBLE if self.auto else False) if self.ensemble is None else self.ensemble
             bp = (AUTO_BACK_PROJECTION if self.auto else 0) if self.back_projection is None else self.back_projection

@@ -178,17 +178,24 @@ def calibrate_son_noise(son: np.ndarray, lr_noise: float, quality: int | None, t
     return (lo + hi) / 2
 
 
-def auto_corruption(img: np.ndarray, path=None, son=None, find_jpeg: bool = True) -> tuple[float, int | None]:
-    """:func:`son_corruption` of an ``(H, W[, C])`` LR image on 0..255 and, with ``find_jpeg``, of its JPEG
-    quality: from its file's tables when ``path`` is a JPEG, else from its pixels (:func:`quality_from_pixels`);
-    for a JPEG with a ``son`` given (uncorrupted, on 0..255, or a function making it, called only for a JPEG),
-    the σ :func:`calibrate_son_noise` matches. An image too small to measure reads as clean."""
+def son_quality(img: np.ndarray, path=None) -> int | None:
+    """The JPEG quality ``jpeg="auto"`` gives the son of an ``(H, W[, C])`` LR image on 0..255: its file's
+    (:func:`jpeg_quality`, when ``path`` is a JPEG), else the one its pixels read as (:func:`quality_from_pixels`);
+    ``None`` when it reads as no JPEG, as one above :data:`MAX_QUALITY`, or is too small to measure."""
+    if min(np.shape(img)[:2]) < 4 * PATCH:
+        return None
+    quality = jpeg_quality(path) if path is not None else None
+    quality = quality_from_pixels(img) if quality is None else quality
+    return son_corruption(0.0, quality)[1]
+
+
+def auto_corruption(img: np.ndarray, quality: int | None = None, son=None) -> tuple[float, int | None]:
+    """(σ, quality) to corrupt the son of an ``(H, W[, C])`` LR image on 0..255 with, the JPEG ``quality`` it
+    is given (e.g. :func:`son_quality`'s) being known: σ is :func:`son_corruption`'s of the image's measured
+    noise or, for a JPEG with a ``son`` given (uncorrupted, on 0..255, or a function making it, called only for
+    a JPEG), the one :func:`calibrate_son_noise` matches. An image too small to measure reads as clean."""
     if min(np.shape(img)[:2]) < 4 * PATCH:
         return 0.0, None
-    quality = None
-    if find_jpeg:
-        quality = jpeg_quality(path) if path is not None else None
-        quality = quality_from_pixels(img) if quality is None else quality
     sigma, quality = son_corruption(estimate_noise(img), quality)
     if quality is not None and son is not None:
         sigma = calibrate_son_noise(son() if callable(son) else son, sigma, quality)
