@@ -187,6 +187,33 @@ def test_validation_keeps_best_with_card(train_dir, tmp_path, data):
     assert card["training"]["data"] == [str(train_dir)]  # outside $MZSR_DATA: named as given
 
 
+def test_blind_pairs_give_each_patch_its_own_kernel_and_a_camera_lr(rng):
+    from mzsr.degrade import degrade_torch
+    from mzsr.kernels import random_kernel
+    from mzsr.resize import imresize
+    from mzsr.train.data import blind_pair
+
+    hr = torch.from_numpy(rng.random((3, 3, 32, 32))).float()
+    x = blind_pair(hr, np.random.default_rng(5), 2, "direct", kernel_size=7, kernel_min_var=0.35)
+    draw = np.random.default_rng(5)  # clean pairs draw the kernels alone, one per patch, in order
+    kernels = torch.from_numpy(np.stack([random_kernel(draw, 2, 7, 0.35) for _ in range(3)])).float()
+    lr = degrade_torch(hr, kernels, 2, "direct").mul(255).round().clamp(0, 255).div(255)  # rounded as a file is
+    assert x.shape == hr.shape and torch.allclose(x, imresize(lr, out_shape=(32, 32)), atol=1e-5)
+    noisy = blind_pair(hr, np.random.default_rng(5), 2, "direct", kernel_size=7, noise=10.0)
+    assert (noisy - x).abs().mean() > 1e-3
+
+
+def test_a_blind_pretrain_validates_clean_and_corrupted_and_makes_a_real_photo_card(train_dir, tmp_path, data):
+    run_pretrain(pre_cfg(train_dir, tmp_path / "b", steps=2, val_every=2, val_limit=1, degradation="blind",
+                         task_noise=5.0, task_jpeg=70, clean_share=0.3))
+    card = json.loads((tmp_path / "b/best.json").read_text())
+    assert card["name"] == "real-x2" and card["downsample"] == "direct" and card["stage"] == "pretrain-blind"
+    assert set(card["metrics"]) == {"set14_iso2.0_psnr", "set14_ani4-1_psnr", "set14_iso2.0+n3q80_psnr"}
+    assert all(v > 15 for v in card["metrics"].values())
+    with pytest.raises(ValueError, match="task_noise applies to degradation blind"):
+        pre_cfg(train_dir, tmp_path / "c", task_noise=5.0).check()
+
+
 def meta_args(init, run_dir, **kw):
     args = dict(init=init, train_dirs=None, patch=16, meta_batch=2, n_train=2, n_test=2, kernel_size=7,
                 inner_steps=2, steps=1, val_every=0, device="cpu", run_dir=run_dir)

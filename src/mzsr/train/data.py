@@ -86,6 +86,19 @@ def task_input(hr: torch.Tensor, kernel: torch.Tensor, scale: int, downsample: s
     return imresize(lr, out_shape=hr.shape[-2:])
 
 
+def blind_pair(hr: torch.Tensor, rng: np.random.Generator, scale: int, downsample: str, kernel_size: int = 15,
+               kernel_min_var: float = 1.0, noise: float = 0.0, jpeg: int = 0,
+               clean_share: float = 0.0) -> torch.Tensor:
+    """A blind prior's input: each HR patch blurred by a random kernel of its own (the meta-tasks' family,
+    :func:`mzsr.kernels.random_kernel`), subsampled, corrupted as a camera's LR (:func:`task_corruption`, drawn
+    per patch; rounded to uint8 at least), bicubic ↑ back to the HR size."""
+    kernels = torch.from_numpy(np.stack([random_kernel(rng, scale, kernel_size, kernel_min_var)
+                                         for _ in range(hr.shape[0])])).float().to(hr.device)
+    lr = degrade_torch(hr, kernels, scale, downsample)
+    lr = torch.cat([corrupt_torch(x[None], *task_corruption(rng, noise, jpeg, clean_share), rng) for x in lr])
+    return imresize(lr, out_shape=hr.shape[-2:])
+
+
 def task_corruption(rng: np.random.Generator, noise: float = 0.0, jpeg: int = 0,
                     clean_share: float = 0.0) -> tuple[float, int | None]:
     """A task's camera corruption (σ in grey levels, JPEG quality or ``None``): none in ``clean_share`` of the
