@@ -196,3 +196,24 @@ def test_the_jpeg_is_measured_once_and_routes_the_estimate(monkeypatch, tiny_mod
     img = (rng.random((128, 128, 3)) * 255).astype(np.uint8)
     result = mzsr.Upscaler(2, "estimate", steps=1, model=str(tiny_model), device="cpu").upscale(img, path="a.jpg")
     assert read == ["a.jpg"] and routed == ["search"] and result.jpeg == 80  # the x2 predictor never saw a JPEG
+
+
+def test_auto_back_projects_a_clean_son_only(monkeypatch, tiny_model, rng):
+    """Back-projection pulls the output towards the LR, its noise and JPEG blocks too: auto skips it when the son is
+    corrupted; asked for, it runs anyway."""
+    import mzsr.adapt
+
+    seen = []
+
+    def zero_shot(net, params, lr, *a, back_projection, report, **k):
+        seen.append(back_projection)
+        report.update(steps=0, guard=1.0)
+        return imresize(lr / 255.0, 2)
+
+    monkeypatch.setattr(mzsr.adapt, "zero_shot", zero_shot)
+    img = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    mzsr.Upscaler(2, "iso:2", model=str(tiny_model), noise=0, jpeg=None, device="cpu").upscale(img)
+    mzsr.Upscaler(2, "iso:2", model=str(tiny_model), noise=3, jpeg=None, device="cpu").upscale(img)
+    mzsr.Upscaler(2, "iso:2", model=str(tiny_model), noise=0, jpeg=80, device="cpu").upscale(img)
+    mzsr.Upscaler(2, "iso:2", model=str(tiny_model), noise=3, back_projection=2, device="cpu").upscale(img)
+    assert seen == [2, 0, 0, 2]

@@ -22,7 +22,8 @@ from .models import Model, ModelError, default_model, load_model, model_for_kern
 from .realphoto import auto_corruption, son_quality
 from .resize import imresize
 from .runtime import describe_path, fast_precision, pick_device
-from .schedules import AUTO_BACK_PROJECTION, AUTO_ENSEMBLE, AUTO_TIME_LIMIT
+from .schedules import (AUTO_BACK_PROJECTION, AUTO_BACK_PROJECTION_CORRUPTED, AUTO_ENSEMBLE,
+                        AUTO_TIME_LIMIT)
 
 METHODS = ("mzsr", "finetune", "bicubic", "zssr")
 ADAPTING = ("mzsr", "finetune")
@@ -110,7 +111,7 @@ class Upscaler:
 
     ``steps``: ``"auto"`` (our schedule: the model's meta-learned steps, then Adam until held-out parts of the
     son pair stop improving, within ``time_limit`` seconds per image; bounded cost per step; then the
-    self-ensemble and back-projection unless told otherwise; in bf16 where the machine has it; blended towards
+    self-ensemble and (on a clean son) back-projection unless told otherwise; in bf16 where the machine has it; blended towards
     bicubic where the adapted net does no better than bicubic on the held-out parts) or ``N``: the
     paper's MZSR(N), N plain-SGD steps on the whole image in fp32. ``noise`` / ``jpeg``: the corruption the son is
     given, so that adapting learns to remove the input's noise and JPEG blocks rather than to reproduce them:
@@ -259,7 +260,8 @@ class Upscaler:
             noise, jpeg = self.son_corruption(rgb, kernel, quality)
             report: dict = {}
             ensemble = (AUTO_ENSEMBLE if self.auto else False) if self.ensemble is None else self.ensemble
-            bp = (AUTO_BACK_PROJECTION if self.auto else 0) if self.back_projection is None else self.back_projection
+            auto_bp = AUTO_BACK_PROJECTION_CORRUPTED if noise or jpeg is not None else AUTO_BACK_PROJECTION
+            bp = (auto_bp if self.auto else 0) if self.back_projection is None else self.back_projection
             sr = _adapt.zero_shot(weights.net, weights.params, rgb * 255.0, kernel, self.scale, self.downsample,
                                   self.steps, model.step_lrs, self.device, callback=callback, precision=self.precision,
                                   back_projection=bp, ensemble=ensemble, schedule="tail" if self.auto else "paper",

@@ -83,7 +83,8 @@ class Method:
             return (f"our schedule ({AUTO_SUMMARY}) until held-out blocks of the son pair stop improving, within "
                     f"{AUTO_TIME_LIMIT:g} s per image" + (", median over the kernel-keeping rotations/flips"
                                                           if AUTO_ENSEMBLE else "")
-                    + (f", then {AUTO_BACK_PROJECTION} back-projection iterations" if AUTO_BACK_PROJECTION else ""))
+                    + (f", then {AUTO_BACK_PROJECTION} back-projection iterations (none where the son is given noise "
+                       "or JPEG)" if AUTO_BACK_PROJECTION else ""))
         steps = f"{self.steps} whole-image step{'' if self.steps == 1 else 's'}"
         if self.kind == "mzsr":
             x8 = ", median over 8 rotations/flips" if self.ensemble else ""
