@@ -184,18 +184,18 @@ def test_zssr_sons_take_the_measured_noise(monkeypatch, rng):
 
 def test_the_jpeg_is_measured_once_and_routes_the_estimate(monkeypatch, tiny_model, rng):
     """upscale reads the input's JPEG quality once (from the file's tables when it has a path): the kernel
-    estimate routes by it and the son is compressed at it."""
+    estimate routes by it (to the predictor trained on noisy JPEG patches) and the son is compressed at it."""
     import mzsr.api
     import mzsr.estimate
 
     read, routed = [], []
     monkeypatch.setattr(mzsr.api, "son_quality", lambda img, path=None: read.append(path) or 80)
-    monkeypatch.setattr(mzsr.estimate, "reads_as_jpeg", lambda img: pytest.fail("the JPEG was measured again"))
-    monkeypatch.setattr(mzsr.estimate.mzsr_search, "estimate",
-                        lambda *a, **k: routed.append("search") or gaussian_kernel(1.0))
+    monkeypatch.setattr(mzsr.estimate, "reads_as_corrupted", lambda img: pytest.fail("the JPEG was measured again"))
+    monkeypatch.setattr(mzsr.estimate.predictor, "estimate",
+                        lambda *a, weights=None, **k: routed.append(weights.stem) or gaussian_kernel(1.0))
     img = (rng.random((128, 128, 3)) * 255).astype(np.uint8)
     result = mzsr.Upscaler(2, "estimate", steps=1, model=str(tiny_model), device="cpu").upscale(img, path="a.jpg")
-    assert read == ["a.jpg"] and routed == ["search"] and result.jpeg == 80  # the x2 predictor never saw a JPEG
+    assert read == ["a.jpg"] and routed == ["predictor-direct-x2-real"] and result.jpeg == 80
 
 
 def test_auto_back_projects_a_clean_son_only(monkeypatch, tiny_model, rng):

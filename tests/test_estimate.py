@@ -39,9 +39,10 @@ def test_auto_uses_the_predictor_where_one_is_shipped(texture, tiny_model, monke
 
     calls = []
     jpeg = np.tile(texture, (2, 2, 1))
-    monkeypatch.setattr(mzsr.estimate, "reads_as_jpeg", lambda img: img is jpeg)  # measured on real images in
-    # test_jpeg_images_read_as_jpegs
-    monkeypatch.setattr(predictor, "estimate", lambda *a, **k: calls.append("predictor") or gaussian_kernel(1.0))
+    monkeypatch.setattr(mzsr.estimate, "reads_as_corrupted", lambda img: img is jpeg)  # measured on real images
+    # in test_noisy_and_jpeg_images_read_as_corrupted
+    monkeypatch.setattr(predictor, "estimate", lambda *a, weights=None, **k: calls.append(
+        "predictor" + ("-real" if weights is not None else "")) or gaussian_kernel(1.0))
     monkeypatch.setattr(mzsr_search, "estimate", lambda *a, **k: calls.append("search") or gaussian_kernel(1.0))
     estimate_kernel(texture, 2, load_model(tiny_model))  # a direct ×2 model: the predictor is shipped
     big = np.tile(texture, (2, 2, 1))
@@ -49,16 +50,17 @@ def test_auto_uses_the_predictor_where_one_is_shipped(texture, tiny_model, monke
     estimate_kernel(big, 4, load_model("direct-x4"))  # at ×4 the search measured closer
     estimate_kernel(texture, 4, load_model("direct-x4"))  # too small for it: the ×4 predictor
     assert calls == ["predictor", "search", "predictor"]
-    estimate_kernel(jpeg, 2, load_model(tiny_model))  # the ×2 predictor never saw a JPEG
-    assert calls[3:] == ["search"]
+    estimate_kernel(jpeg, 2, load_model(tiny_model))  # the ×2 predictor trained on noisy JPEG patches too
+    assert calls[3:] == ["predictor-real"]
+    assert predictor.weights_path(2, "direct", real=True).is_file()
     with pytest.raises(ValueError, match="unknown estimator 'magic'"):
         get_estimator("magic")
 
 
-def test_jpeg_images_read_as_jpegs():
+def test_noisy_and_jpeg_images_read_as_corrupted():
     import io
 
-    from mzsr.estimate import reads_as_jpeg
+    from mzsr.estimate import reads_as_corrupted
 
     lr = degrade(load_rgb(need_data() / "benchmark/Set14/HR/img_003_SRF_2_HR.png"), gaussian_kernel(2.0), 2)
     clean = np.clip(np.round(lr), 0, 255)
@@ -66,7 +68,7 @@ def test_jpeg_images_read_as_jpegs():
     buf = io.BytesIO()
     Image.fromarray(clean.astype(np.uint8)).save(buf, "JPEG", quality=80)
     jpeg = np.asarray(Image.open(buf), dtype=np.float64)
-    assert [reads_as_jpeg(x / 255) for x in (clean, noisy, jpeg)] == [False, False, True]
+    assert [reads_as_corrupted(x / 255) for x in (clean, noisy, jpeg)] == [False, True, True]
 
 
 def test_estimate_returns_a_valid_kernel(texture, tiny_model, one_torch_thread):

@@ -180,13 +180,14 @@ class Upscaler:
                           f"here with {self.downsample}-subsampled sons", stacklevel=2)
         return model
 
-    def kernel_for(self, image: np.ndarray, stem: str | None = None, jpeg: bool | None = None) -> np.ndarray | None:
+    def kernel_for(self, image: np.ndarray, stem: str | None = None,
+                   corrupted: bool | None = None) -> np.ndarray | None:
         """The kernel ``image`` is upscaled with: the given one, its file in a kernel folder (matched by ``stem``),
-        or estimated from the image (with the scale's default model; ``jpeg``: whether it is a JPEG, if known);
-        ``None`` means no blur."""
+        or estimated from the image (with the scale's default model; ``corrupted``: whether it is noisy or a
+        JPEG, if known); ``None`` means no blur."""
         if self.spec.kind == "estimate":
             model = self.fixed or self._load(default_model(self.scale, self.downsample))
-            return estimate_kernel(split_channels(image)[0], self.scale, model, self.estimator, jpeg)
+            return estimate_kernel(split_channels(image)[0], self.scale, model, self.estimator, corrupted)
         if self.spec.kind == "folder" and stem is None:
             raise OptionError("a kernel folder needs the image's file stem to pick its kernel")
         return self.spec.for_image(stem, self.scale)
@@ -241,10 +242,11 @@ class Upscaler:
         image = validate.image(image)
         self.check_size(image.shape[1], image.shape[0])
         rgb, alpha, gray, peak = split_channels(image)
-        # measured once: it routes the kernel estimate and is the son's JPEG
+        # measured once: it routes the kernel estimate (a JPEG is corrupted; else the estimate reads the noise)
+        # and is the son's JPEG
         quality = (son_quality(rgb * 255.0, path)
                    if self.spec.kind == "estimate" or (self.method in ADAPTING and self.jpeg == "auto") else None)
-        kernel = self.kernel_for(image, stem, quality is not None)
+        kernel = self.kernel_for(image, stem, True if quality is not None else None)
         model, noise = self.model_for(kernel), 0.0
         if self.method == "bicubic":
             sr = imresize(rgb, self.scale)

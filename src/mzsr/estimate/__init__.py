@@ -19,26 +19,32 @@ from . import kernelgan, mzsr_search, predictor
 PREDICTOR_FIRST = (2,)
 
 
-def reads_as_jpeg(lr_rgb01: np.ndarray) -> bool:
-    """Whether an ``(H, W, 3)`` image in [0, 1] reads as a JPEG (one ``--jpeg auto`` would give its son)."""
-    from ..realphoto import son_quality
+def reads_as_corrupted(lr_rgb01: np.ndarray) -> bool:
+    """Whether an ``(H, W, 3)`` image in [0, 1] reads as noisy or as a JPEG (one ``--noise auto --jpeg auto``
+    would corrupt the son of)."""
+    from ..realphoto import auto_corruption, son_quality
 
-    return son_quality(np.asarray(lr_rgb01, dtype=np.float64) * 255.0) is not None
+    img = np.asarray(lr_rgb01, dtype=np.float64) * 255.0
+    return auto_corruption(img, son_quality(img)) != (0.0, None)
 
 
-def auto(lr_rgb01: np.ndarray, scale: int, model: Model, jpeg: bool | None = None, **options) -> np.ndarray:
+def auto(lr_rgb01: np.ndarray, scale: int, model: Model, corrupted: bool | None = None, **options) -> np.ndarray:
     """``predictor`` where one is shipped for the model's scale and subsampling and measured better there
-    (:data:`PREDICTOR_FIRST`: ×2, but for JPEGs; closer to the true kernel's result in a tenth of the time), else
-    ``mzsr_search`` (at ×4 0.1–0.2 dB closer than the ×4 predictor; at ×2 on JPEGs, which the ×2 predictor never
-    saw: 0.10 dB closer on Set14 with σ 3 + JPEG 80, while with noise alone, σ 5, the predictor was 0.14 dB
-    closer), or the shipped predictor when the image is too small for the search (under
-    ``mzsr_search.smallest_side``: 64 px at ×4). ``jpeg``: whether the image is a JPEG, if the caller knows
-    (e.g. from its file's tables); by default :func:`reads_as_jpeg` tells, when it matters."""
+    (:data:`PREDICTOR_FIRST`: ×2; closer to the true kernel's result in a sixth of the time), else
+    ``mzsr_search`` (at ×4 0.1–0.2 dB closer than the ×4 predictor), or the shipped predictor when the image is
+    too small for the search (under ``mzsr_search.smallest_side``: 64 px at ×4). A noisy or JPEG image gets the
+    predictor trained on such patches where one is shipped (at ×2: with σ 5 0.12 dB closer than the clean one,
+    with σ 3 + JPEG 80 0.09 dB; on clean images it is the worse). ``corrupted``: whether the image is noisy or a
+    JPEG, if the caller knows (e.g. from its file's tables); by default :func:`reads_as_corrupted` tells, when it
+    matters."""
     shipped = predictor.weights_path(scale, model.downsample).is_file()
     fits = mzsr_search.fits(np.shape(lr_rgb01), scale)
-    is_jpeg = lambda: reads_as_jpeg(lr_rgb01) if jpeg is None else jpeg  # noqa: E731 (measured only if it matters)
-    first = shipped and (not fits or (scale in PREDICTOR_FIRST and not is_jpeg()))
-    return (predictor.estimate if first else mzsr_search.estimate)(lr_rgb01, scale, model, **options)
+    if not shipped or (fits and scale not in PREDICTOR_FIRST):
+        return mzsr_search.estimate(lr_rgb01, scale, model, **options)
+    real = predictor.weights_path(scale, model.downsample, real=True)
+    if real.is_file() and (reads_as_corrupted(lr_rgb01) if corrupted is None else corrupted):
+        options = {"weights": real, **options}
+    return predictor.estimate(lr_rgb01, scale, model, **options)
 
 
 ESTIMATORS = {"auto": auto, "predictor": predictor.estimate, "mzsr_search": mzsr_search.estimate,
@@ -55,9 +61,9 @@ def get_estimator(name: str | None = None):
 
 
 def estimate_kernel(lr_rgb01: np.ndarray, scale: int, model: Model, estimator: str | None = None,
-                    jpeg: bool | None = None, **options) -> np.ndarray:
+                    corrupted: bool | None = None, **options) -> np.ndarray:
     """The blur kernel of an ``(H, W, 3)`` RGB image in [0, 1], estimated by ``estimator`` with ``model``;
-    ``jpeg`` (whether the image is a JPEG, if known) goes to ``auto``, which routes by it."""
+    ``corrupted`` (whether the image is noisy or a JPEG, if known) goes to ``auto``, which routes by it."""
     fn = get_estimator(estimator)
-    k = fn(lr_rgb01, scale, model, **({"jpeg": jpeg} if fn is auto else {}), **options)
+    k = fn(lr_rgb01, scale, model, **({"corrupted": corrupted} if fn is auto else {}), **options)
     return check_kernel(k, f"estimator {estimator or DEFAULT_ESTIMATOR}")

@@ -116,8 +116,9 @@ def busiest_tiles(lr_rgb01: np.ndarray, side: int = PREDICT_TILE, count: int = P
     return torch.from_numpy(tiles.transpose(0, 3, 1, 2).copy())
 
 
-def weights_path(scale: int, downsample: str) -> Path:
-    return WEIGHTS_DIR / f"predictor-{downsample}-x{scale}.safetensors"
+def weights_path(scale: int, downsample: str, real: bool = False) -> Path:
+    """The shipped predictor's file; ``real``: the one trained on noisy and JPEG patches too, where there are two."""
+    return WEIGHTS_DIR / f"predictor-{downsample}-x{scale}{'-real' * real}.safetensors"
 
 
 def load_predictor(path: Path) -> KernelNet:
