@@ -19,7 +19,7 @@ from .estimate import estimate_kernel, get_estimator
 from .kernels import KernelSpec, check_kernel, parse_kernel_spec
 from .metrics import modcrop, psnr_y, ssim_y
 from .models import Model, ModelError, default_model, load_model, model_for_kernel
-from .realphoto import auto_corruption, son_quality
+from .realphoto import auto_corruption, calibrate_son_noise, son_quality
 from .resize import imresize
 from .runtime import describe_path, fast_precision, pick_device
 from .schedules import (AUTO_BACK_PROJECTION, AUTO_BACK_PROJECTION_CORRUPTED, AUTO_ENSEMBLE,
@@ -111,9 +111,9 @@ class Upscaler:
 
     ``steps``: ``"auto"`` (our schedule: the model's meta-learned steps, then Adam until held-out parts of the
     son pair stop improving, within ``time_limit`` seconds per image; bounded cost per step; then the
-    self-ensemble and (on a clean son) back-projection unless told otherwise; in bf16 where the machine has it; blended towards
-    bicubic where the adapted net does no better than bicubic on the held-out parts) or ``N``: the
-    paper's MZSR(N), N plain-SGD steps on the whole image in fp32. ``noise`` / ``jpeg``: the corruption the son is
+    self-ensemble and (on a clean son) back-projection unless told otherwise; in bf16 where the machine has it;
+    blended towards bicubic where the adapted net does no better than bicubic on the held-out parts) or ``N``:
+    the paper's MZSR(N), N plain-SGD steps on the whole image in fp32. ``noise`` / ``jpeg``: the corruption the son is
     given, so that adapting learns to remove the input's noise and JPEG blocks rather than to reproduce them:
     ``"auto"`` measures the input (noise level; JPEG quality from the file's tables), a number fixes it, 0 /
     ``None`` means none; ZSSR's sons (``method="zssr"``) take the noise, as in its real-image setting, not JPEG.
@@ -208,21 +208,26 @@ class Upscaler:
         how = "auto steps" if self.auto else f"{self.steps} steps"
         return f"{self.method}, {how}, {describe_path(self.device) if self.auto else 'fp32'}"
 
-    def son_corruption(self, rgb: np.ndarray, kernel, quality: int | None) -> tuple[float, int | None]:
-        """(σ, JPEG quality) to corrupt the son with: the given values, or (``"auto"``) the input's measured
-        ``quality`` (:func:`mzsr.realphoto.son_quality`) and σ measured on it."""
-        noise, jpeg = self.noise, quality if self.jpeg == "auto" else self.jpeg
-        if noise == "auto":
-            noise = auto_corruption(rgb * 255.0, jpeg, lambda: degrade(rgb * 255.0, kernel, self.scale,
-                                                                       self.downsample))[0]
-        return float(noise), jpeg
+    def measure(self, rgb: np.ndarray, path=None) -> tuple[float, int | None]:
+        """The input's noise σ and JPEG quality, as ``"auto"`` reads them (:func:`mzsr.realphoto.auto_corruption`,
+        :func:`mzsr.realphoto.son_quality`; ``path``, its file, for the JPEG tables), each read once and only
+        where an option is ``"auto"`` or the kernel is estimated (the estimate routes by them); else 0 / None."""
+        estimating = self.spec.kind == "estimate"
+        quality = (son_quality(rgb * 255.0, path)
+                   if estimating or (self.method in ADAPTING and self.jpeg == "auto") else None)
+        sigma = (auto_corruption(rgb * 255.0)[0]
+                 if estimating or (self.method != "bicubic" and self.noise == "auto") else 0.0)
+        return sigma, quality
 
-    def son_noise(self, rgb: np.ndarray) -> float:
-        """σ of the noise on ZSSR's sons: the given value, or the input's measured noise (``"auto"``). ZSSR's sons
-        take no JPEG."""
+    def son_corruption(self, rgb: np.ndarray, kernel, sigma: float, quality: int | None) -> tuple[float, int | None]:
+        """(σ, JPEG quality) to corrupt the son with: the given values, or (``"auto"``) the input's measured ones
+        (:meth:`measure`), σ matched through the son's JPEG (:func:`mzsr.realphoto.calibrate_son_noise`)."""
+        jpeg = quality if self.jpeg == "auto" else self.jpeg
         if self.noise != "auto":
-            return float(self.noise)
-        return auto_corruption(rgb * 255.0)[0]
+            return float(self.noise), jpeg
+        if jpeg is not None and sigma:  # JPEG removes most of the noise the estimate sees
+            sigma = calibrate_son_noise(degrade(rgb * 255.0, kernel, self.scale, self.downsample), sigma, jpeg)
+        return float(sigma), jpeg
 
     def input_limit(self) -> int | None:
         """The most input pixels whose output stays within ``max_pixels`` (for checking a file's header)."""
@@ -242,24 +247,21 @@ class Upscaler:
         image = validate.image(image)
         self.check_size(image.shape[1], image.shape[0])
         rgb, alpha, gray, peak = split_channels(image)
-        # measured once: it routes the kernel estimate (a JPEG is corrupted; else the estimate reads the noise)
-        # and is the son's JPEG
-        quality = (son_quality(rgb * 255.0, path)
-                   if self.spec.kind == "estimate" or (self.method in ADAPTING and self.jpeg == "auto") else None)
-        kernel = self.kernel_for(image, stem, True if quality is not None else None)
+        sigma, quality = self.measure(rgb, path)
+        kernel = self.kernel_for(image, stem, sigma > 0 or quality is not None)
         model, noise = self.model_for(kernel), 0.0
         if self.method == "bicubic":
             sr = imresize(rgb, self.scale)
         elif self.method == "zssr":
             from .zssr import zssr
 
-            noise = self.son_noise(rgb)
+            noise = sigma if self.noise == "auto" else float(self.noise)  # ZSSR's sons take no JPEG
             sr = zssr(rgb, self.scale, kernel, self.downsample, device=self.device, callback=callback, noise=noise,
                       seed=self.seed)
         else:
             weights = model if self.method == "mzsr" else self._base_of(model)
             tiles = {} if self.tile is None else {"tile_train": self.tile, "tile_infer": self.tile}
-            noise, jpeg = self.son_corruption(rgb, kernel, quality)
+            noise, jpeg = self.son_corruption(rgb, kernel, sigma, quality)
             report: dict = {}
             ensemble = (AUTO_ENSEMBLE if self.auto else False) if self.ensemble is None else self.ensemble
             auto_bp = AUTO_BACK_PROJECTION_CORRUPTED if noise or jpeg is not None else AUTO_BACK_PROJECTION

@@ -189,17 +189,14 @@ def son_quality(img: np.ndarray, path=None) -> int | None:
     return son_corruption(0.0, quality)[1]
 
 
-def auto_corruption(img: np.ndarray, quality: int | None = None, son=None) -> tuple[float, int | None]:
-    """(σ, quality) to corrupt the son of an ``(H, W[, C])`` LR image on 0..255 with, the JPEG ``quality`` it
-    is given (e.g. :func:`son_quality`'s) being known: σ is :func:`son_corruption`'s of the image's measured
-    noise or, for a JPEG with a ``son`` given (uncorrupted, on 0..255, or a function making it, called only for
-    a JPEG), the one :func:`calibrate_son_noise` matches. An image too small to measure reads as clean."""
+def auto_corruption(img: np.ndarray, quality: int | None = None) -> tuple[float, int | None]:
+    """(σ, quality) that ``noise="auto"`` reads on an ``(H, W[, C])`` LR image on 0..255 whose JPEG ``quality``
+    (e.g. :func:`son_quality`'s) is known: :func:`son_corruption` of its measured noise. For a JPEG the son's σ
+    is then matched through the compression (:func:`calibrate_son_noise`). An image too small to measure reads as
+    clean."""
     if min(np.shape(img)[:2]) < 4 * PATCH:
         return 0.0, None
-    sigma, quality = son_corruption(estimate_noise(img), quality)
-    if quality is not None and son is not None:
-        sigma = calibrate_son_noise(son() if callable(son) else son, sigma, quality)
-    return sigma, quality
+    return son_corruption(estimate_noise(img), quality)
 
 
 def guard_weight(net_error: float, bicubic_error: float, margin: float = 0.1) -> float:

@@ -54,6 +54,13 @@ def check_jpeg_option(name: str, value: int) -> None:
                           f"got {value}")
 
 
+def check_kernel_min_var(value: float, scale: int) -> None:
+    """The task kernels' smallest variance may not pass λ1's upper end, 2.5·s (:func:`mzsr.kernels.random_kernel`)."""
+    if not value <= 2.5 * scale:
+        raise ConfigError("kernel_min_var", f"must be in (0, {2.5 * scale:g}] (λ1's upper end) at ×{scale}, "
+                          f"got {value:g}")
+
+
 def run_dir_option(default: str):
     return option(default, "run folder: config, log, checkpoint and best weights")
 

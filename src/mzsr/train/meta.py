@@ -17,8 +17,8 @@ from ..models import load_model
 from ..validate import MAX_NOISE
 from ..net import SRNet
 from ..schedules import multi_step_weights
-from .common import (check_jpeg_option, checkpoint_option, clean_share_option, device_option, make_card,
-                     make_sampler, run_dir_option, task_jpeg_option, task_noise_option, time_budget_option,
+from .common import (check_jpeg_option, check_kernel_min_var, checkpoint_option, clean_share_option, device_option,
+                     make_card, make_sampler, run_dir_option, task_jpeg_option, task_noise_option, time_budget_option,
                      train_dirs_option)
 from .data import sample_task
 from .driver import Evaluation, train
@@ -90,9 +90,7 @@ class MetaConfig:
 
     def check(self) -> None:
         """Combinations that cannot train."""
-        if not self.kernel_min_var <= 2.5 * self.scale:
-            raise ConfigError("kernel_min_var", f"must be in (0, {2.5 * self.scale:g}] (λ1's upper end) at "
-                              f"×{self.scale}, got {self.kernel_min_var:g}")
+        check_kernel_min_var(self.kernel_min_var, self.scale)
         if self.kernel_minor_max and not self.kernel_minor_max > self.kernel_min_var:
             raise ConfigError("kernel_minor_max", f"must exceed kernel_min_var ({self.kernel_min_var:g}), "
                               f"got {self.kernel_minor_max:g}")

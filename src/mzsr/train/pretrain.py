@@ -18,8 +18,8 @@ from ..models import load_model
 from ..net import SRNet
 from ..runtime import autocast
 from ..schedules import RELEASE_STEP_LRS, pretrain_lr
-from .common import (check_jpeg_option, checkpoint_option, clean_share_option, device_option, make_card,
-                     make_sampler, run_dir_option, task_jpeg_option, task_noise_option, time_budget_option,
+from .common import (check_jpeg_option, check_kernel_min_var, checkpoint_option, clean_share_option, device_option,
+                     make_card, make_sampler, run_dir_option, task_jpeg_option, task_noise_option, time_budget_option,
                      train_dirs_option)
 from .data import bicubic_pair, blind_pair
 from .driver import Evaluation, train
@@ -68,9 +68,7 @@ class PretrainConfig:
             check_jpeg_option(name, value)
         if self.degradation == "bicubic" and (self.task_noise or self.task_jpeg):
             raise ConfigError("task_noise" if self.task_noise else "task_jpeg", "applies to degradation blind")
-        if not self.kernel_min_var <= 2.5 * self.scale:
-            raise ConfigError("kernel_min_var", f"must be in (0, {2.5 * self.scale:g}] (λ1's upper end) at "
-                              f"×{self.scale}, got {self.kernel_min_var:g}")
+        check_kernel_min_var(self.kernel_min_var, self.scale)
 
 
 class PretrainStage:
