@@ -160,11 +160,13 @@ def calibrate_son_noise(son: np.ndarray, lr_noise: float, quality: int | None, t
     noise after :func:`mzsr.degrade.corrupt` with ``quality`` matches the LR's measured ``lr_noise``: a bisection
     on [0, ``top``]. JPEG removes most of the noise the estimator sees (σ 5 at quality 75 reads ~0.5), so the
     LR's reading is not the σ it was given; and the son keeps part of the LR's own noise. 0 when the LR reads
-    clean (:data:`NOISE_FLOOR`)."""
+    clean (:data:`NOISE_FLOOR`); ``lr_noise`` itself when the son is too small to measure (a small LR at ×4)."""
     from .degrade import corrupt
 
     if lr_noise < NOISE_FLOOR:
         return 0.0
+    if min(np.shape(son)[:2]) < 4 * PATCH:
+        return float(lr_noise)
 
     def reads(sigma: float) -> float:
         return estimate_noise(corrupt(son, sigma, quality, np.random.default_rng(seed)))
