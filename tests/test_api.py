@@ -217,3 +217,37 @@ def test_auto_back_projects_a_clean_son_only(monkeypatch, tiny_model, rng):
     mzsr.Upscaler(2, "iso:2", model=str(tiny_model), noise=0, jpeg=80, device="cpu").upscale(img)
     mzsr.Upscaler(2, "iso:2", model=str(tiny_model), noise=3, back_projection=2, device="cpu").upscale(img)
     assert seen == [2, 0, 0, 2]
+
+
+def test_auto_gives_the_son_a_share_of_the_measured_noise(monkeypatch, tiny_model, rng):
+    """With steps="auto" the son's noise is AUTO_SON_NOISE_SHARE of the σ read on the input; the paper's MZSR(N)
+    takes the σ as read, and a given σ is used as given."""
+    import mzsr.adapt
+    from mzsr.schedules import AUTO_SON_NOISE_SHARE
+
+    seen = []
+
+    def zero_shot(net, params, lr, *a, noise, report, **k):
+        seen.append(noise)
+        report.update(steps=0, guard=1.0)
+        return imresize(lr / 255.0, 2)
+
+    monkeypatch.setattr(mzsr.adapt, "zero_shot", zero_shot)
+    flat = np.full((96, 96, 3), 128.0)
+    noisy = np.clip(flat + rng.normal(0, 8, flat.shape), 0, 255).astype(np.uint8)
+    opts = dict(model=str(tiny_model), jpeg=None, device="cpu")
+    read = mzsr.Upscaler(2, "iso:2", steps=1, **opts).upscale(noisy).noise
+    auto = mzsr.Upscaler(2, "iso:2", **opts).upscale(noisy).noise
+    given = mzsr.Upscaler(2, "iso:2", noise=5, **opts).upscale(noisy).noise
+    assert abs(read - 8) < 1 and auto == pytest.approx(AUTO_SON_NOISE_SHARE * read) and given == 5
+    assert seen == [read, auto, given]
+
+
+def test_a_small_jpeg_at_x4_has_a_son_too_small_to_calibrate_on(rng):
+    """A 120×80 LR at ×4 has a 30×20 son, too small to measure noise on: the son takes the σ read on the LR
+    (this once ended the run with "image too small to estimate its noise")."""
+    from mzsr.schedules import AUTO_SON_NOISE_SHARE
+
+    rgb = np.clip(0.5 + rng.normal(0, 3 / 255, (80, 120, 3)), 0, 1)
+    sigma, quality = mzsr.Upscaler(4, "iso:4", device="cpu").son_corruption(rgb, gaussian_kernel(4.0), 3.0, 90)
+    assert sigma == pytest.approx(3.0 * AUTO_SON_NOISE_SHARE) and quality == 90

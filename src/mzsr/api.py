@@ -22,7 +22,7 @@ from .models import Model, ModelError, default_model, load_model, model_for_kern
 from .realphoto import auto_corruption, calibrate_son_noise, son_quality
 from .resize import imresize
 from .runtime import describe_path, fast_precision, pick_device
-from .schedules import (AUTO_BACK_PROJECTION, AUTO_BACK_PROJECTION_CORRUPTED, AUTO_ENSEMBLE,
+from .schedules import (AUTO_BACK_PROJECTION, AUTO_BACK_PROJECTION_CORRUPTED, AUTO_ENSEMBLE, AUTO_SON_NOISE_SHARE,
                         AUTO_TIME_LIMIT)
 
 METHODS = ("mzsr", "finetune", "bicubic", "zssr")
@@ -221,13 +221,14 @@ class Upscaler:
 
     def son_corruption(self, rgb: np.ndarray, kernel, sigma: float, quality: int | None) -> tuple[float, int | None]:
         """(σ, JPEG quality) to corrupt the son with: the given values, or (``"auto"``) the input's measured ones
-        (:meth:`measure`), σ matched through the son's JPEG (:func:`mzsr.realphoto.calibrate_son_noise`)."""
+        (:meth:`measure`), σ matched through the son's JPEG (:func:`mzsr.realphoto.calibrate_son_noise`); with
+        ``steps="auto"``, :data:`mzsr.schedules.AUTO_SON_NOISE_SHARE` of that σ."""
         jpeg = quality if self.jpeg == "auto" else self.jpeg
         if self.noise != "auto":
             return float(self.noise), jpeg
         if jpeg is not None and sigma:  # JPEG removes most of the noise the estimate sees
             sigma = calibrate_son_noise(degrade(rgb * 255.0, kernel, self.scale, self.downsample), sigma, jpeg)
-        return float(sigma), jpeg
+        return float(sigma) * (AUTO_SON_NOISE_SHARE if self.auto else 1.0), jpeg
 
     def input_limit(self) -> int | None:
         """The most input pixels whose output stays within ``max_pixels`` (for checking a file's header)."""

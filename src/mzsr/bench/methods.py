@@ -24,8 +24,8 @@ from ..adapt import l1_grad_tiled, make_son, super_resolve, to_image, to_tensor,
 from ..api import upscale
 from ..degrade import quantize
 from ..models import Model
-from ..schedules import (ADAM_FROM_STEPS, AUTO_BACK_PROJECTION, AUTO_ENSEMBLE, AUTO_SUMMARY, AUTO_TIME_LIMIT,
-                         FINETUNE_ADAM_LR, ZSSR_REAL_NOISE)
+from ..schedules import (ADAM_FROM_STEPS, AUTO_BACK_PROJECTION, AUTO_ENSEMBLE, AUTO_SON_NOISE_SHARE, AUTO_SUMMARY,
+                         AUTO_TIME_LIMIT, FINETUNE_ADAM_LR, ZSSR_REAL_NOISE)
 from ..zssr import zssr
 
 _STEPPED = re.compile(r"(mzsr|finetune)(\d+)|mzsr(\d+|auto)(?:bp(\d+))?(x8)?(blind)?")
@@ -84,7 +84,8 @@ class Method:
                     f"{AUTO_TIME_LIMIT:g} s per image" + (", median over the kernel-keeping rotations/flips"
                                                           if AUTO_ENSEMBLE else "")
                     + (f", then {AUTO_BACK_PROJECTION} back-projection iterations (none where the son is given noise "
-                       "or JPEG)" if AUTO_BACK_PROJECTION else ""))
+                       "or JPEG)" if AUTO_BACK_PROJECTION else "")
+                    + f"; a noisy input's son takes {AUTO_SON_NOISE_SHARE:g} of the σ read on it")
         steps = f"{self.steps} whole-image step{'' if self.steps == 1 else 's'}"
         if self.kind == "mzsr":
             x8 = ", median over 8 rotations/flips" if self.ensemble else ""

@@ -8,7 +8,7 @@ bit-exact with the official Set5 g^d_2.0 inputs.
 Beside them, real photos' scenarios (none in the paper): ``krk`` blurs the i-th image of a set (sorted by name)
 with DIV2KRK's ``kernel_{i+1}.mat`` for the scale (KernelGAN's random anisotropic kernels, direct subsampling), and
 any of the five takes a suffix ``+nS`` (white noise of σ S grey levels), ``+qQ`` (then JPEG at quality Q) or
-``+nSqQ``, for S in 3, 5, 10 and Q in 75, 90: e.g. ``krk+n5q75``. The noise is seeded by the image's name.
+``+nSqQ``, for S in 2, 3, 5, 10 and Q in 75, 80, 90: e.g. ``krk+n5q75``. The noise is seeded by the image's name.
 """
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ SCENARIOS = {s.id: s for s in (
     Scenario("krk", "", 0.0, 0.0, 0.0, "direct", kernels="DIV2KRK"),
 )}
 # real photos: noise σ (grey levels), JPEG quality, and both, on every blur above
-REAL_NOISE = (3.0, 5.0, 10.0)
+REAL_NOISE = (2.0, 3.0, 5.0, 10.0)  # 2: the milder noise of the ×4 target (σ 2 + JPEG 90)
 REAL_JPEG = (75, 80, 90)  # 80: a usual web quality, between the two
 REAL_CORRUPTIONS = ([(n, None) for n in REAL_NOISE] + [(0.0, q) for q in REAL_JPEG]
                     + [(n, q) for n in REAL_NOISE for q in REAL_JPEG])
