@@ -198,19 +198,25 @@ def test_the_jpeg_is_measured_once_and_routes_the_estimate(monkeypatch, tiny_mod
     assert read == ["a.jpg"] and routed == ["predictor-direct-x2-real"] and result.jpeg == 80
 
 
-def test_auto_back_projects_a_clean_son_only(monkeypatch, tiny_model, rng):
-    """Back-projection pulls the output towards the LR, its noise and JPEG blocks too: auto skips it when the son is
-    corrupted; asked for, it runs anyway."""
+def _record_zero_shot(monkeypatch, option: str) -> list:
+    """Stand bicubic in for the adaptation (mzsr.adapt.zero_shot); the list receives each call's ``option``."""
     import mzsr.adapt
 
     seen = []
 
-    def zero_shot(net, params, lr, *a, back_projection, report, **k):
-        seen.append(back_projection)
+    def zero_shot(net, params, lr, *a, report, **k):
+        seen.append(k[option])
         report.update(steps=0, guard=1.0)
         return imresize(lr / 255.0, 2)
 
     monkeypatch.setattr(mzsr.adapt, "zero_shot", zero_shot)
+    return seen
+
+
+def test_auto_back_projects_a_clean_son_only(monkeypatch, tiny_model, rng):
+    """Back-projection pulls the output towards the LR, its noise and JPEG blocks too: auto skips it when the son is
+    corrupted; asked for, it runs anyway."""
+    seen = _record_zero_shot(monkeypatch, "back_projection")
     img = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
     mzsr.Upscaler(2, "iso:2", model=str(tiny_model), noise=0, jpeg=None, device="cpu").upscale(img)
     mzsr.Upscaler(2, "iso:2", model=str(tiny_model), noise=3, jpeg=None, device="cpu").upscale(img)
@@ -222,17 +228,9 @@ def test_auto_back_projects_a_clean_son_only(monkeypatch, tiny_model, rng):
 def test_auto_gives_the_son_a_share_of_the_measured_noise(monkeypatch, tiny_model, rng):
     """With steps="auto" the son's noise is AUTO_SON_NOISE_SHARE of the σ read on the input; the paper's MZSR(N)
     takes the σ as read, and a given σ is used as given."""
-    import mzsr.adapt
     from mzsr.schedules import AUTO_SON_NOISE_SHARE
 
-    seen = []
-
-    def zero_shot(net, params, lr, *a, noise, report, **k):
-        seen.append(noise)
-        report.update(steps=0, guard=1.0)
-        return imresize(lr / 255.0, 2)
-
-    monkeypatch.setattr(mzsr.adapt, "zero_shot", zero_shot)
+    seen = _record_zero_shot(monkeypatch, "noise")
     flat = np.full((96, 96, 3), 128.0)
     noisy = np.clip(flat + rng.normal(0, 8, flat.shape), 0, 255).astype(np.uint8)
     opts = dict(model=str(tiny_model), jpeg=None, device="cpu")
