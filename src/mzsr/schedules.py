@@ -52,8 +52,8 @@ AUTO_BACK_PROJECTION = 2
 AUTO_BACK_PROJECTION_CORRUPTED = 0
 # … and the son's noise (noise="auto") is this share of the σ read on the input: a son a little cleaner than the
 # input lets the adaptation learn more detail for a little less denoising (Set14's first 7, g^d_2.0, MZSR(auto),
-# true kernel, 30 s per image: σ 5 27.39 / 27.48 / 27.46 dB at shares 1 / 0.8 / 0.6; σ 10 26.21 / 26.34 at 1 /
-# 0.7). On JPEGs the son's σ, matched through the compression, mattered little (DIV2KRK + σ 3 + JPEG 80, BSD100's
+# true kernel, 30 s per image: σ 3 28.20 / 28.24 dB at shares 1 / 0.8; σ 5 27.39 / 27.48 / 27.46 at 1 / 0.8 / 0.6;
+# σ 10 26.21 / 26.34 at 1 / 0.7). On JPEGs the son's σ, matched through the compression, mattered little (DIV2KRK + σ 3 + JPEG 80, BSD100's
 # first 5: 27.09 / 27.11 / 27.11 dB at σ 3 / 1.5 / the matched 0).
 AUTO_SON_NOISE_SHARE = 0.8
 AUTO_SUMMARY = f"the model's SGD steps, then Adam lr {TAIL_ADAM_LR:g}"
