@@ -22,9 +22,9 @@ from .net import RECEPTIVE_RADIUS, functional_forward
 from .realphoto import guard_blend, guard_weight
 from .resize import imresize
 from .runtime import autocast
-from .schedules import (ADAPT_CROP, ADAPT_CROPS, ADAPT_PIXEL_BUDGET, ADAPT_TEXTURE_FLOOR, AUTO_CHECK_EVERY,
+from .schedules import (ADAPT_CROPS, ADAPT_TEXTURE_FLOOR, AUTO_CHECK_EVERY,
                         AUTO_ENSEMBLE_SHARE, AUTO_HOLDOUT_BLOCK, AUTO_HOLDOUT_FRACTION, AUTO_HOLDOUT_MAX_BLOCKS, AUTO_MAX_STEPS,
-                        AUTO_PATIENCE, AUTO_TIME_LIMIT, TAIL_ADAM_LR, step_lr)
+                        AUTO_PATIENCE, AUTO_TIME_LIMIT, TAIL_ADAM_LR, adapt_crop, step_lr)
 
 # Pixels per tile (of the network's input) that keep a forward+backward of the 64-channel net within a few
 # hundred MB: activations are ~64 channels × 4 bytes × 8 layers per pixel, twice with autograd.
@@ -159,12 +159,12 @@ def holdout_blocks(lr: torch.Tensor, rng: np.random.Generator, block: int = AUTO
 
 
 def son_sampler(lr: torch.Tensor, kernel: torch.Tensor | None, scale: int, downsample: str, noise: float = 0.0,
-                jpeg: int | None = None, frames: list[int] | None = None, budget: int | None = ADAPT_PIXEL_BUDGET,
-                crops: int = ADAPT_CROPS, crop: int = ADAPT_CROP, keep: torch.Tensor | None = None):
+                jpeg: int | None = None, frames: list[int] | None = None, crop: int | None = None,
+                crops: int = ADAPT_CROPS, keep: torch.Tensor | None = None):
     """A function ``rng → Pair``: the son pair of one adaptation step, drawn afresh each call.
 
-    An LR of up to ``budget`` pixels (``None``: any) gives the whole image, else ``crops`` crops of ``crop``²
-    pixels, placed with probability growing with their texture. Each image or crop is first turned by one of
+    An LR of up to ``crops`` × ``crop``² pixels (``crop`` ``None``: any) gives the whole image, else ``crops`` crops
+    of ``crop``² pixels, placed with probability growing with their texture. Each image or crop is first turned by one of
     ``frames`` (:func:`mzsr.ensemble.dihedral`; only those that keep the kernel, by default the identity), and its
     son is made from the turned LR: the pair then follows the degradation model exactly, kernel and subsampling
     grid included, which turning a finished pair would break. With ``noise`` (σ, grey levels) or ``jpeg``
@@ -184,7 +184,7 @@ def son_sampler(lr: torch.Tensor, kernel: torch.Tensor | None, scale: int, downs
     def turned(t, f):
         return None if t is None else dihedral(t, f)
 
-    if budget is None or h * w <= budget:
+    if crop is None or h * w <= crops * crop ** 2:
         if not corrupted and frames == [0]:
             fixed = pair_of(lr, keep, None)
             return lambda rng: fixed
@@ -218,7 +218,7 @@ def holdout_pair(lr: torch.Tensor, kernel, scale: int, downsample: str, corners,
     son pair (corrupted once, with ``seed``, so that evaluations compare like with like); the mask marks the
     blocks themselves."""
     m = RECEPTIVE_RADIUS
-    full = son_sampler(lr, kernel, scale, downsample, noise, jpeg, budget=None)(np.random.default_rng(seed))
+    full = son_sampler(lr, kernel, scale, downsample, noise, jpeg)(np.random.default_rng(seed))
     win = [(..., slice(y - m, y + block + m), slice(x - m, x + block + m)) for y, x in corners]
     mask = torch.zeros(len(corners), 1, block + 2 * m, block + 2 * m, device=lr.device)
     mask[..., m:m + block, m:m + block] = 1
@@ -249,14 +249,14 @@ def adapt(net, params: dict, lr: torch.Tensor, kernel: torch.Tensor | None, scal
           steps: int | str, step_lrs: list, tile: int | None = AUTO_TILE_TRAIN, callback=None,
           first_step: int = 0, precision: str = "fp32", schedule: str = "paper", noise: float = 0.0,
           jpeg: int | None = None, seed: int = 0, time_limit: float = AUTO_TIME_LIMIT, clock=time.monotonic,
-          infer_pixels: int = 0, tail_lr: float = TAIL_ADAM_LR, augment: bool = True,
+          infer_seconds: float = 0.0, tail_lr: float = TAIL_ADAM_LR, augment: bool = True,
           report: dict | None = None) -> dict:
     """Adapt the weights to the image on its son pair; returns new weights.
 
     ``schedule="paper"`` (MZSR(n) as published): ``steps`` plain-SGD steps on the whole image at the
     ``step_lrs`` rates, no crops, no augmentation. ``schedule="tail"``: the ``len(step_lrs)`` meta-learned SGD
-    steps, then Adam at ``tail_lr``; each step on the whole image up to ``ADAPT_PIXEL_BUDGET`` LR pixels,
-    else on texture-weighted crops; with ``augment``, pairs turned by the transforms that keep the kernel
+    steps, then Adam at ``tail_lr``; each step on the whole image up to ``ADAPT_CROPS`` crops' pixels,
+    else on texture-weighted crops of :func:`mzsr.schedules.adapt_crop` pixels; with ``augment``, pairs turned by the transforms that keep the kernel
     (:func:`son_sampler`).
     ``step_lrs``: per step, one rate or a ``{parameter name: rate}`` dict (see ``schedules.step_lr``).
     ``first_step`` offsets the schedule, so that adapting 1 step and then 9 more equals 10 steps (SGD only: Adam's
@@ -265,8 +265,9 @@ def adapt(net, params: dict, lr: torch.Tensor, kernel: torch.Tensor | None, scal
 
     ``steps="auto"``: the meta-learned steps, then more until the loss on held-out blocks of the son pair has not
     improved for ``AUTO_PATIENCE`` evaluations, or ``AUTO_MAX_STEPS``, or until one more step would end past
-    ``time_limit`` seconds of ``clock`` with time left to forward ``infer_pixels`` pixels (a forward costs about a
-    third of a training step per pixel); the weights with the best held-out loss are returned. ``report``, a dict,
+    ``time_limit`` seconds of ``clock`` with ``infer_seconds`` left for the inference; the weights with the best held-out loss are returned. The meta-learned
+    steps are always taken: the weights before them are a starting point, not an SR model, and on crops they
+    cost little whatever the image's size. ``report``, a dict,
     receives ``steps`` (taken) and, with ``"auto"``, ``held_loss`` (the returned weights' held-out loss) and
     ``bicubic_loss`` (bicubic's on the same blocks: what :func:`mzsr.realphoto.guard_weight` compares).
     """
@@ -280,13 +281,13 @@ def adapt(net, params: dict, lr: torch.Tensor, kernel: torch.Tensor | None, scal
     rng = np.random.default_rng(seed)
     corners = holdout_blocks(lr, rng) if auto else []
     frames = kernel_symmetries(kernel) if augment and not paper else [0]
-    draw = son_sampler(lr, kernel, scale, downsample, noise, jpeg, frames, None if paper else ADAPT_PIXEL_BUDGET,
+    draw = son_sampler(lr, kernel, scale, downsample, noise, jpeg, frames, None if paper else adapt_crop(scale),
                        keep=holdout_mask(lr, corners) if corners else None)
     held = holdout_pair(lr, kernel, scale, downsample, corners, noise, jpeg, seed) if corners else None
     params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
-    opt, best, best_loss, stale, step_time, reserve, taken = None, params, float("inf"), 0, 0.0, 0.0, 0
+    opt, best, best_loss, stale, step_time, taken = None, params, float("inf"), 0, 0.0, 0
     for i in range(first_step, first_step + AUTO_MAX_STEPS if auto else first_step + steps):
-        if auto and clock() - start + step_time + reserve > time_limit:
+        if auto and i >= len(step_lrs) and clock() - start + step_time + infer_seconds > time_limit:
             break
         t0 = clock()
         pair = draw(rng)
@@ -305,7 +306,6 @@ def adapt(net, params: dict, lr: torch.Tensor, kernel: torch.Tensor | None, scal
         if callback is not None:
             callback(i, loss)
         step_time = clock() - t0
-        reserve = step_time * infer_pixels / (3 * pair.y[:, 0].numel())
         if held is None or i + 1 < len(step_lrs) or (i + 1 - len(step_lrs)) % AUTO_CHECK_EVERY:
             continue
         held_loss = pair_loss(net, params, held, precision=precision)
@@ -385,14 +385,18 @@ def zero_shot(net, params: dict, lr_img: np.ndarray, kernel: np.ndarray | None, 
     k = None if kernel is None else torch.as_tensor(kernel, dtype=torch.float32, device=device)
     frames = kernel_symmetries(k) if ensemble else None
     out_pixels = lr.shape[-2] * lr.shape[-1] * scale ** 2
-    if steps == "auto" and frames and len(frames) > 1:
-        frames = affordable_frames(frames, forward_seconds_per_pixel(net, params, lr, precision, clock) * out_pixels,
-                                   AUTO_ENSEMBLE_SHARE * time_limit)
-    infer_pixels = out_pixels * (len(frames) if frames else 1)
+    infer_seconds = 0.0
+    if steps == "auto":  # measured, not scaled from a step's time: the first Adam step alone can take 8 others'
+        per_pass = forward_seconds_per_pixel(net, params, lr, precision, clock) * out_pixels
+        if frames and len(frames) > 1:
+            frames = affordable_frames(frames, per_pass, AUTO_ENSEMBLE_SHARE * time_limit)
+        # one pass more for what the patch's timing leaves out (tile margins, the median, back-projection): at 256²
+        # LR, 2 frames were timed at 2.7 s and took 3.7
+        infer_seconds = per_pass * ((len(frames) if frames else 1) + 1)
     report = {} if report is None else report
     adapted = adapt(net, params, lr, k, scale, downsample, steps, step_lrs, tile_train, callback,
                     precision=precision, schedule=schedule, noise=noise, jpeg=jpeg, seed=seed,
-                    time_limit=time_limit, clock=clock, infer_pixels=infer_pixels, report=report)
+                    time_limit=time_limit, clock=clock, infer_seconds=infer_seconds, report=report)
     sr = super_resolve(net, adapted, lr, scale, tile_infer, precision, frames, alignment_shift(scale, downsample))
     if back_projection:
         sr = back_project(sr, lr, k, scale, downsample, back_projection).clamp_(0, 1)
