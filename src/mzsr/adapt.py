@@ -22,9 +22,9 @@ from .net import RECEPTIVE_RADIUS, functional_forward
 from .realphoto import guard_blend, guard_weight
 from .resize import imresize
 from .runtime import autocast
-from .schedules import (ADAPT_CROPS, ADAPT_TEXTURE_FLOOR, AUTO_CHECK_EVERY,
-                        AUTO_ENSEMBLE_SHARE, AUTO_HOLDOUT_BLOCK, AUTO_HOLDOUT_FRACTION, AUTO_HOLDOUT_MAX_BLOCKS, AUTO_MAX_STEPS,
-                        AUTO_PATIENCE, AUTO_TIME_LIMIT, TAIL_ADAM_LR, adapt_crop, step_lr)
+from .schedules import (ADAPT_CROPS, ADAPT_TEXTURE_FLOOR, AUTO_CHECK_EVERY, AUTO_ENSEMBLE_SHARE, AUTO_HOLDOUT_BLOCK,
+                        AUTO_HOLDOUT_FRACTION, AUTO_HOLDOUT_MAX_BLOCKS, AUTO_MAX_STEPS, AUTO_PATIENCE, AUTO_TIME_LIMIT,
+                        TAIL_ADAM_LR, adapt_crop, step_lr)
 
 # Pixels per tile (of the network's input) that keep a forward+backward of the 64-channel net within a few
 # hundred MB: activations are ~64 channels × 4 bytes × 8 layers per pixel, twice with autograd.
@@ -163,13 +163,13 @@ def son_sampler(lr: torch.Tensor, kernel: torch.Tensor | None, scale: int, downs
                 crops: int = ADAPT_CROPS, keep: torch.Tensor | None = None):
     """A function ``rng → Pair``: the son pair of one adaptation step, drawn afresh each call.
 
-    An LR of up to ``crops`` × ``crop``² pixels (``crop`` ``None``: any) gives the whole image, else ``crops`` crops
-    of ``crop``² pixels, placed with probability growing with their texture. Each image or crop is first turned by one of
-    ``frames`` (:func:`mzsr.ensemble.dihedral`; only those that keep the kernel, by default the identity), and its
-    son is made from the turned LR: the pair then follows the degradation model exactly, kernel and subsampling
-    grid included, which turning a finished pair would break. With ``noise`` (σ, grey levels) or ``jpeg``
-    (quality), the son gets a fresh :func:`mzsr.degrade.corrupt_torch` per draw. ``keep`` (``(1, 1, H, W)``)
-    marks the target pixels that may enter the loss.
+    An LR of up to ``crops`` × ``crop``² pixels (``crop`` ``None``: any) gives the whole image, else ``crops``
+    crops of ``crop``² pixels, placed with probability growing with their texture. Each image or crop is first
+    turned by one of ``frames`` (:func:`mzsr.ensemble.dihedral`; only those that keep the kernel, by default the
+    identity), and its son is made from the turned LR: the pair then follows the degradation model exactly,
+    kernel and subsampling grid included, which turning a finished pair would break. With ``noise`` (σ, grey
+    levels) or ``jpeg`` (quality), the son gets a fresh :func:`mzsr.degrade.corrupt_torch` per draw. ``keep``
+    (``(1, 1, H, W)``) marks the target pixels that may enter the loss.
     """
     frames = frames or [0]
     corrupted = noise > 0 or jpeg is not None
@@ -255,9 +255,9 @@ def adapt(net, params: dict, lr: torch.Tensor, kernel: torch.Tensor | None, scal
 
     ``schedule="paper"`` (MZSR(n) as published): ``steps`` plain-SGD steps on the whole image at the
     ``step_lrs`` rates, no crops, no augmentation. ``schedule="tail"``: the ``len(step_lrs)`` meta-learned SGD
-    steps, then Adam at ``tail_lr``; each step on the whole image up to ``ADAPT_CROPS`` crops' pixels,
-    else on texture-weighted crops of :func:`mzsr.schedules.adapt_crop` pixels; with ``augment``, pairs turned by the transforms that keep the kernel
-    (:func:`son_sampler`).
+    steps, then Adam at ``tail_lr``; each step on the whole image up to ``ADAPT_CROPS`` crops' pixels, else on
+    texture-weighted crops of :func:`mzsr.schedules.adapt_crop` pixels; with ``augment``, pairs turned by the
+    transforms that keep the kernel (:func:`son_sampler`).
     ``step_lrs``: per step, one rate or a ``{parameter name: rate}`` dict (see ``schedules.step_lr``).
     ``first_step`` offsets the schedule, so that adapting 1 step and then 9 more equals 10 steps (SGD only: Adam's
     moments start afresh). ``noise``/``jpeg`` corrupt the son afresh each step (:func:`mzsr.degrade.corrupt_torch`),
@@ -265,10 +265,10 @@ def adapt(net, params: dict, lr: torch.Tensor, kernel: torch.Tensor | None, scal
 
     ``steps="auto"``: the meta-learned steps, then more until the loss on held-out blocks of the son pair has not
     improved for ``AUTO_PATIENCE`` evaluations, or ``AUTO_MAX_STEPS``, or until one more step would end past
-    ``time_limit`` seconds of ``clock`` with ``infer_seconds`` left for the inference; the weights with the best held-out loss are returned. The meta-learned
-    steps are always taken: the weights before them are a starting point, not an SR model, and on crops they
-    cost little whatever the image's size. ``report``, a dict,
-    receives ``steps`` (taken) and, with ``"auto"``, ``held_loss`` (the returned weights' held-out loss) and
+    ``time_limit`` seconds of ``clock`` with ``infer_seconds`` left for the inference; the weights with the best
+    held-out loss are returned. The meta-learned steps are always taken: the weights before them are a starting
+    point, not an SR model, and on crops they cost little whatever the image's size. ``report``, a dict, receives
+    ``steps`` (taken) and, with ``"auto"``, ``held_loss`` (the returned weights' held-out loss) and
     ``bicubic_loss`` (bicubic's on the same blocks: what :func:`mzsr.realphoto.guard_weight` compares).
     """
     if steps == 0:
