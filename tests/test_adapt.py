@@ -226,6 +226,19 @@ def test_auto_stops_within_the_time_limit_and_by_held_out_loss(net):
     assert steps == [0, 1] and any(not torch.equal(late[n], p0[n]) for n in p0)
 
 
+def test_a_slow_inference_leaves_the_adaptation_its_share_of_the_limit(net, monkeypatch):
+    from mzsr import adapt as adapt_module
+
+    # an inference predicted to take an hour would leave no time for steps after the meta-learned one
+    monkeypatch.setattr(adapt_module, "forward_seconds_per_pixel", lambda *a, **k: 1.0)
+    img = np.random.default_rng(2).integers(0, 256, (96, 96, 3)).astype(np.float64)
+    report = {}
+    zero_shot(net, params_of(net), img, np.ones((3, 3)) / 9, 2, "direct", "auto", [0.01], time_limit=20.0,
+              clock=Clock(1.0), report=report)
+    # 1 s ticks, three readings a step: ~3 steps in the half of 20 s the adaptation keeps
+    assert 2 <= report["steps"] <= 4
+
+
 def test_zero_shot_auto_with_noise_runs_and_keeps_the_size(net):
     img = np.random.default_rng(1).integers(0, 256, (40, 36, 3)).astype(np.float64)
     out = zero_shot(net, params_of(net), img, np.ones((3, 3)) / 9, 2, "direct", "auto", [0.01],

@@ -22,14 +22,16 @@ from .net import RECEPTIVE_RADIUS, functional_forward
 from .realphoto import guard_blend, guard_weight
 from .resize import imresize
 from .runtime import autocast
-from .schedules import (ADAPT_CROPS, ADAPT_TEXTURE_FLOOR, AUTO_CHECK_EVERY, AUTO_ENSEMBLE_SHARE, AUTO_HOLDOUT_BLOCK,
-                        AUTO_HOLDOUT_FRACTION, AUTO_HOLDOUT_MAX_BLOCKS, AUTO_MAX_STEPS, AUTO_PATIENCE, AUTO_TIME_LIMIT,
-                        TAIL_ADAM_LR, adapt_crop, step_lr)
+from .schedules import (ADAPT_CROPS, ADAPT_TEXTURE_FLOOR, AUTO_ADAPT_MIN_SHARE, AUTO_CHECK_EVERY, AUTO_ENSEMBLE_SHARE,
+                        AUTO_HOLDOUT_BLOCK, AUTO_HOLDOUT_FRACTION, AUTO_HOLDOUT_MAX_BLOCKS, AUTO_INFER_MARGIN,
+                        AUTO_MAX_STEPS, AUTO_PATIENCE, AUTO_TIME_LIMIT, TAIL_ADAM_LR, adapt_crop, step_lr)
 
-# Pixels per tile (of the network's input) that keep a forward+backward of the 64-channel net within a few
-# hundred MB: activations are ~64 channels × 4 bytes × 8 layers per pixel, twice with autograd.
-AUTO_TILE_INFER = 512
-AUTO_TILE_TRAIN = 256
+# Side of a tile of the network's input. Small enough that a layer's 64-channel activations stay in the CPU's
+# cache: a 1024×768 LR ×2 (fp32, 2 threads, AMD EPYC with AVX2) took 19.8 s in 512² tiles, 14.2 in 256², 11.7 in
+# 192², 12.1 in 128² (the 8 px margins start to cost); a forward+backward of a 512×384 LR 14.6 / 10.5 / 9.6 /
+# 11.0 s.
+AUTO_TILE_INFER = 192
+AUTO_TILE_TRAIN = 192
 MIN_SON = 4  # pixels per side; smaller sons carry no usable signal
 
 
@@ -374,7 +376,8 @@ def zero_shot(net, params: dict, lr_img: np.ndarray, kernel: np.ndarray | None, 
     ``"auto"``, ``schedule`` ``"tail"`` or ``"paper"``, the son corrupted with ``noise``/``jpeg``), super-resolve
     (with ``ensemble``, as the median over the rotations/flips that leave the kernel unchanged,
     :mod:`mzsr.ensemble`), then ``back_projection`` iterations of :func:`back_project`. Neither is in the paper's
-    MZSR. With ``steps="auto"``, ``time_limit`` seconds of ``clock`` bound the whole call, inference included, and
+    MZSR. With ``steps="auto"``, ``time_limit`` seconds of ``clock`` bound the whole call, inference included (but
+    at least ``AUTO_ADAPT_MIN_SHARE`` of them go to adapting, so a large image's call overruns them), and
     ``guard`` blends the result towards bicubic where the adapted net reconstructs the held-out blocks of the son
     pair no better than bicubic does (:func:`mzsr.realphoto.guard_weight`): never worse than bicubic, judged on
     the image itself. ``report`` receives what :func:`adapt` reports and the ``guard`` weight kept (1: all net).
@@ -390,9 +393,8 @@ def zero_shot(net, params: dict, lr_img: np.ndarray, kernel: np.ndarray | None, 
         per_pass = forward_seconds_per_pixel(net, params, lr, precision, clock) * out_pixels
         if frames and len(frames) > 1:
             frames = affordable_frames(frames, per_pass, AUTO_ENSEMBLE_SHARE * time_limit)
-        # one pass more for what the patch's timing leaves out (tile margins, the median, back-projection): at 256²
-        # LR, 2 frames were timed at 2.7 s and took 3.7
-        infer_seconds = per_pass * ((len(frames) if frames else 1) + 1)
+        infer_seconds = min(AUTO_INFER_MARGIN * per_pass * (len(frames) if frames else 1),
+                            (1 - AUTO_ADAPT_MIN_SHARE) * time_limit)
     report = {} if report is None else report
     adapted = adapt(net, params, lr, k, scale, downsample, steps, step_lrs, tile_train, callback,
                     precision=precision, schedule=schedule, noise=noise, jpeg=jpeg, seed=seed,

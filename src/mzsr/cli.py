@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "N: the paper's MZSR(N), N whole-image SGD steps (0: the meta-learned weights as they are)")
     up.add_argument("--time-limit", type=float, metavar="SECONDS",
                     help=f"with --steps auto, seconds per image, inference included (default {AUTO_TIME_LIMIT:g}); "
-                         "the model's meta-learned steps are taken whatever the limit")
+                         "the model's meta-learned steps are taken whatever the limit, and at least half the limit "
+                         "goes to adapting, so an image whose inference takes longer than that overruns it")
     up.add_argument("--noise", type=_auto_or(float), default="auto", metavar="auto|SIGMA",
                     help="noise σ (grey levels of 0..255) the son is given, so that adapting removes the input's "
                          "noise instead of learning it (ZSSR's sons too): auto (default) measures the input, 0 = none")

@@ -68,6 +68,14 @@ AUTO_BACK_PROJECTION_CORRUPTED = 0
 # σ 10 26.21 / 26.34 at 1 / 0.7). On JPEGs the son's σ, matched through the compression, mattered little (DIV2KRK + σ 3 + JPEG 80, BSD100's
 # first 5: 27.09 / 27.11 / 27.11 dB at σ 3 / 1.5 / the matched 0).
 AUTO_SON_NOISE_SHARE = 0.8
+# The inference is reserved from a forward timed on a small patch, times this: tile margins, the median and
+# back-projection took 1.0–1.41× the patch's pace (LR 128² to 1024×768, 1 and 2 frames, fp32, 192² tiles).
+AUTO_INFER_MARGIN = 1.5
+# … but the adaptation keeps at least this share of the time limit: on a large image the inference alone would
+# otherwise leave only the meta-learned steps (a 1024×768 LR's ×2 forward takes 11 s on 2 AVX2 threads in fp32).
+# Set14's first 7, ×2, true kernel: the meta-learned steps alone 29.76 / 28.56 dB on g^d_2.0 / g^d_ani, with ~7.5 s
+# of steps after them 29.80 / 29.01.
+AUTO_ADAPT_MIN_SHARE = 0.5
 AUTO_SUMMARY = (f"the model's SGD steps, then Adam lr {TAIL_ADAM_LR:g}, each step on {ADAPT_CROPS} texture-weighted "
                 f"crops of ({ADAPT_SON_CROP}·scale)² LR pixels or the whole image if smaller")
 
