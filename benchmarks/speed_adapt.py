@@ -1,17 +1,19 @@
 """Seconds and peak memory of upscaling one LR image ×2 at three sizes: bicubic, ZSSR, MZSR(1), MZSR(10) and
 MZSR(auto); inference throughput against the machine's matmul peak (fp32 and bf16).
 
-    OMP_NUM_THREADS=1 python benchmarks/speed_adapt.py [--sizes 256x256 1024x768 2000x1500] [--zssr-iters 60]
+    OMP_NUM_THREADS=1 python benchmarks/speed_adapt.py [--sizes 256x256 1024x768 2000x1500] [--zssr-iters 60] \\
+        [--zssr-everywhere]
 
 Each measurement runs in a fresh process, so its peak RSS is its own (a fresh torch process's baseline is the
-bicubic row). ZSSR runs once, at the smallest size: to its end with ``--zssr-iters 0`` (its own learning-rate
-policy stops it), else for ``--zssr-iters`` iterations. Its per-iteration time and fixed cost (the 8-frame
-self-ensemble and back-projection) there are extrapolated to the larger sizes — per iteration × its iteration
-count (the count of the run to the end; else the range ZSSR_MIN_ITERS to ZSSR_MAX_ITERS), the fixed cost and the
-periodic whole-image checks × the pixel count. MZSR(N) paper: the paper's recipe (N plain-SGD steps
-on the whole image, fp32); tail: our schedule (the model's SGD steps, then Adam, crops above the pixel budget) on
-the machine's fast path; auto: the default of ``mzsr upscale`` (``mzsr.Upscaler``: noise and JPEG estimates, our
-schedule until held-out blocks stop improving within the time limit, self-ensemble, back-projection, guard).
+bicubic row). ZSSR runs once, at the smallest size (at every size with ``--zssr-everywhere``): to its end with
+``--zssr-iters 0`` (its own learning-rate policy stops it), else for ``--zssr-iters`` iterations. Its per-iteration
+time and fixed cost (the 8-frame self-ensemble and back-projection) there are extrapolated to the larger sizes —
+per iteration × its iteration count (the count of the run to the end; else the range ZSSR_MIN_ITERS to
+ZSSR_MAX_ITERS), the fixed cost and the periodic whole-image checks × the pixel count. MZSR(N) paper: the
+paper's recipe (N plain-SGD steps on the whole image, fp32); tail: our schedule (the model's SGD steps, then Adam,
+crops above the pixel budget) on the machine's fast path; auto: the default of ``mzsr upscale``
+(``mzsr.Upscaler``: noise and JPEG estimates, our schedule until held-out blocks stop improving within the time
+limit, self-ensemble, back-projection, guard).
 """
 import argparse
 import multiprocessing as mp
@@ -136,6 +138,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", nargs="+", default=["256x256", "1024x768", "2000x1500"])
     p.add_argument("--zssr-iters", type=int, default=60, help="ZSSR iterations to time; 0: run it to its end")
+    p.add_argument("--zssr-everywhere", action="store_true",
+                   help="run ZSSR at every size instead of extrapolating from the smallest")
     p.add_argument("--skip", nargs="*", default=[], help="rows to leave out, by the start of their name")
     args = p.parse_args()
     sizes = [tuple(map(int, s.split("x"))) for s in args.sizes]
@@ -175,7 +179,7 @@ def main():
             if job.get("steps") == "auto":
                 note += f" (limit {AUTO_TIME_LIMIT:g} s)"
             print(f"| {name} | {s:.1f} | {mem:.2f} | {note} |", flush=True)
-        if zssr_ref is None and "ZSSR" not in args.skip:
+        if (zssr_ref is None or args.zssr_everywhere) and "ZSSR" not in args.skip:
             s, mem, extra = measure({"method": "zssr", "size": size, "threads": threads,
                                      "zssr_iters": args.zssr_iters})
             zssr_ref = (px, extra, mem, s)

@@ -239,6 +239,18 @@ def test_a_slow_inference_leaves_the_adaptation_its_share_of_the_limit(net, monk
     assert 2 <= report["steps"] <= 4
 
 
+@pytest.mark.parametrize("seconds_per_pass, frames", [(1.0, 4), (100.0, 1)])
+def test_zero_shot_reports_the_ensemble_frames_the_limit_affords(net, monkeypatch, seconds_per_pass, frames):
+    from mzsr import adapt as adapt_module
+
+    img = np.random.default_rng(3).integers(0, 256, (24, 24, 3)).astype(np.float64)
+    monkeypatch.setattr(adapt_module, "forward_seconds_per_pixel", lambda *a, **k: seconds_per_pass / 48 ** 2)
+    report = {}
+    zero_shot(net, params_of(net), img, np.ones((3, 3)) / 9, 2, "direct", "auto", [0.01], ensemble=True,
+              time_limit=16.0, clock=Clock(0.0), report=report)
+    assert report["frames"] == frames  # 1 s a pass: 4 of the 8 fit in a quarter of 16 s
+
+
 def test_zero_shot_auto_with_noise_runs_and_keeps_the_size(net):
     img = np.random.default_rng(1).integers(0, 256, (40, 36, 3)).astype(np.float64)
     out = zero_shot(net, params_of(net), img, np.ones((3, 3)) / 9, 2, "direct", "auto", [0.01],

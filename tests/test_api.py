@@ -206,7 +206,7 @@ def _record_zero_shot(monkeypatch, option: str) -> list:
 
     def zero_shot(net, params, lr, *a, report, **k):
         seen.append(k[option])
-        report.update(steps=0, guard=1.0)
+        report.update(steps=0, guard=1.0, frames=1)
         return imresize(lr / 255.0, 2)
 
     monkeypatch.setattr(mzsr.adapt, "zero_shot", zero_shot)

@@ -269,3 +269,13 @@ def test_an_unexpected_error_is_one_line_and_counts_as_failed(images, tmp_path, 
     rc, _, err = run_cli(capsys, "upscale", images, "-o", tmp_path / "out", "--method", "bicubic")
     assert rc == 1 and "Traceback" not in err
     assert "unexpected ZeroDivisionError: boom" in one_error_line(err) and "MZSR_DEBUG" in err
+
+
+def test_the_per_image_note_names_what_the_default_did():
+    from mzsr.api import Result
+    from mzsr.cli import _realphoto_note
+
+    note = _realphoto_note(Result(None, None, "direct-x2", 2.5, 80, 31, 0.75, 4))
+    assert note == "son given noise σ 2.5, JPEG quality 80, 31 steps, median of 4 frames, " \
+                   "25% bicubic (the net did no better on held-out parts)"
+    assert _realphoto_note(Result(None, None, "direct-x2", steps=10)) == "10 steps"

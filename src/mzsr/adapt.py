@@ -380,7 +380,8 @@ def zero_shot(net, params: dict, lr_img: np.ndarray, kernel: np.ndarray | None, 
     at least ``AUTO_ADAPT_MIN_SHARE`` of them go to adapting, so a large image's call overruns them), and
     ``guard`` blends the result towards bicubic where the adapted net reconstructs the held-out blocks of the son
     pair no better than bicubic does (:func:`mzsr.realphoto.guard_weight`): never worse than bicubic, judged on
-    the image itself. ``report`` receives what :func:`adapt` reports and the ``guard`` weight kept (1: all net).
+    the image itself. ``report`` receives what :func:`adapt` reports, the ensemble's ``frames`` and the ``guard``
+    weight kept (1: all net).
 
     Returns ``(h·s, w·s, 3)`` float32 in [0, 1], unrounded, so that 16-bit outputs keep their precision.
     """
@@ -399,6 +400,7 @@ def zero_shot(net, params: dict, lr_img: np.ndarray, kernel: np.ndarray | None, 
     adapted = adapt(net, params, lr, k, scale, downsample, steps, step_lrs, tile_train, callback,
                     precision=precision, schedule=schedule, noise=noise, jpeg=jpeg, seed=seed,
                     time_limit=time_limit, clock=clock, infer_seconds=infer_seconds, report=report)
+    report["frames"] = len(frames) if frames else 1
     sr = super_resolve(net, adapted, lr, scale, tile_infer, precision, frames, alignment_shift(scale, downsample))
     if back_projection:
         sr = back_project(sr, lr, k, scale, downsample, back_projection).clamp_(0, 1)

@@ -95,6 +95,7 @@ class Result:
     jpeg: int | None = None  # the JPEG quality the son was compressed at (None: none)
     steps: int | None = None  # adaptation steps taken
     guard: float = 1.0  # the share of the network's output kept (the rest bicubic's; see adapt.zero_shot)
+    frames: int = 1  # the self-ensemble's rotations/flips the output is the median of (1: a plain pass)
 
 
 class Upscaler:
@@ -276,7 +277,8 @@ class Upscaler:
         out = join_channels(sr, up_alpha, gray, peak, image.dtype)
         if model is None:
             return Result(out, kernel, None, noise)
-        return Result(out, kernel, model.name, noise, jpeg, report["steps"], report["guard"])
+        return Result(out, kernel, model.name, noise, jpeg, report["steps"], report["guard"],
+                      report["frames"])
 
     def _base_of(self, model: Model) -> Model:
         if "base" not in model.card:

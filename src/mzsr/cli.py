@@ -320,6 +320,7 @@ def _realphoto_note(result) -> str:
     parts = [f"son given noise σ {result.noise:.1f}" if result.noise else "",
              f"JPEG quality {result.jpeg}" if result.jpeg is not None else "",
              f"{result.steps} steps" if result.steps is not None else "",
+             f"median of {result.frames} frames" if result.frames > 1 else "",
              f"{1 - result.guard:.0%} bicubic (the net did no better on held-out parts)" if result.guard < 1 else ""]
     return ", ".join(p for p in parts if p)
 
