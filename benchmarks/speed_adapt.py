@@ -6,10 +6,10 @@ MZSR(auto); inference throughput against the machine's matmul peak (fp32 and bf1
 
 Each measurement runs in a fresh process, so its peak RSS is its own (a fresh torch process's baseline is the
 bicubic row). ZSSR runs once, at the smallest size (at every size with ``--zssr-everywhere``): to its end with
-``--zssr-iters 0`` (its own learning-rate policy stops it), else for ``--zssr-iters`` iterations. Its per-iteration
-time and fixed cost (the 8-frame self-ensemble and back-projection) there are extrapolated to the larger sizes —
-per iteration × its iteration count (the count of the run to the end; else the range ZSSR_MIN_ITERS to
-ZSSR_MAX_ITERS), the fixed cost and the periodic whole-image checks × the pixel count. MZSR(N) paper: the
+``--zssr-iters 0`` (its own learning-rate policy stops it), else for ``--zssr-iters`` iterations. Run once, its
+per-iteration time and fixed cost (the 8-frame self-ensemble and back-projection) are extrapolated to the larger
+sizes — per iteration × its iteration count (the count of the run to the end; else the range ZSSR_MIN_ITERS
+to ZSSR_MAX_ITERS), the fixed cost and the periodic whole-image checks × the pixel count. MZSR(N) paper: the
 paper's recipe (N plain-SGD steps on the whole image, fp32); tail: our schedule (the model's SGD steps, then Adam,
 crops above the pixel budget) on the machine's fast path; auto: the default of ``mzsr upscale``
 (``mzsr.Upscaler``: noise and JPEG estimates, our schedule until held-out blocks stop improving within the time
