@@ -226,6 +226,14 @@ def test_auto_stops_within_the_time_limit_and_by_held_out_loss(net):
     assert steps == [0, 1] and any(not torch.equal(late[n], p0[n]) for n in p0)
 
 
+def test_auto_without_a_tail_takes_the_meta_learned_steps_on_every_pixel(net):
+    lr, k = torch.rand(1, 3, 96, 96), torch.ones(3, 3) / 9  # room for one held-out block, with a tail
+    steps, report = [], {}
+    adapt(net, params_of(net), lr, k, 2, "direct", "auto", [0.01, 0.01], schedule="tail", time_limit=1e9,
+          clock=Clock(0.0), callback=lambda i, loss: steps.append(i), tail=False, report=report)
+    assert steps == [0, 1] and report == {"steps": 2}  # no held-out loss: nothing for the guard to judge
+
+
 def test_a_slow_inference_leaves_the_adaptation_its_share_of_the_limit(net, monkeypatch):
     from mzsr import adapt as adapt_module
 

@@ -225,6 +225,15 @@ def test_auto_back_projects_a_clean_son_only(monkeypatch, tiny_model, rng):
     assert seen == [2, 0, 0, 2]
 
 
+def test_auto_adapts_past_the_meta_learned_steps_at_x2_or_on_a_corrupted_son_only(monkeypatch, rng):
+    """At ×4 every step after the meta-learned ones costs a clean son's output; a noisy or JPEG son needs them."""
+    seen = _record_zero_shot(monkeypatch, "tail")
+    img = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    for scale, noise, jpeg in [(2, 0, None), (4, 0, None), (4, 3, None), (4, 0, 80)]:
+        mzsr.Upscaler(scale, f"iso:{scale}", noise=noise, jpeg=jpeg, device="cpu").upscale(img)
+    assert seen == [True, False, True, True]
+
+
 def test_auto_gives_the_son_a_share_of_the_measured_noise(monkeypatch, tiny_model, rng):
     """With steps="auto" the son's noise is AUTO_SON_NOISE_SHARE of the σ read on the input; the paper's MZSR(N)
     takes the σ as read, and a given σ is used as given."""
@@ -246,6 +255,24 @@ def test_a_small_jpeg_at_x4_has_a_son_too_small_to_calibrate_on(rng):
     (this once ended the run with "image too small to estimate its noise")."""
     from mzsr.schedules import AUTO_SON_NOISE_SHARE
 
-    rgb = np.clip(0.5 + rng.normal(0, 3 / 255, (80, 120, 3)), 0, 1)
-    sigma, quality = mzsr.Upscaler(4, "iso:4", device="cpu").son_corruption(rgb, gaussian_kernel(4.0), 3.0, 90)
-    assert sigma == pytest.approx(3.0 * AUTO_SON_NOISE_SHARE) and quality == 90
+    rgb = np.clip(0.5 + rng.normal(0, 9 / 255, (80, 120, 3)), 0, 1)
+    sigma, quality = mzsr.Upscaler(4, "iso:4", device="cpu").son_corruption(rgb, gaussian_kernel(4.0), 9.0, 90)
+    assert sigma == pytest.approx(9.0 * AUTO_SON_NOISE_SHARE) and quality == 90
+
+
+def test_at_x4_auto_corrupts_the_son_only_for_strong_noise(rng):
+    """A ×4 LR's texture reads as a few grey levels of noise, and a clean son beat a mildly noisy or JPEG one."""
+    from mzsr.schedules import AUTO_LARGE_SCALE_CORRUPT_FROM as floor
+    from mzsr.schedules import AUTO_SON_NOISE_SHARE as share
+
+    rgb, k = rng.random((80, 120, 3)), gaussian_kernel(4.0)
+
+    def son(scale, sigma, quality, steps="auto", **options):
+        return mzsr.Upscaler(scale, f"iso:{scale}", device="cpu", steps=steps, **options).son_corruption(
+            rgb, k, sigma, quality)
+
+    assert son(4, floor - 0.5, 75) == (0.0, None)
+    assert son(4, floor - 0.5, None, jpeg=90) == (0.0, 90)  # a quality asked for is kept
+    assert son(4, floor + 1, None) == (pytest.approx((floor + 1) * share), None)
+    assert son(2, floor - 0.5, None) == (pytest.approx((floor - 0.5) * share), None)
+    assert son(4, floor - 0.5, 75, steps=10) == (floor - 0.5, 75)  # MZSR(N) as read

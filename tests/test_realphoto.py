@@ -124,6 +124,19 @@ def test_noise_estimate_is_within_one_grey_level_on_blurred_test_images(data, si
         assert estimate_noise(_krk_lr(data, set_name, i, sigma)) == pytest.approx(sigma, abs=1.0), (set_name, i)
 
 
+@pytest.mark.parametrize("set_name, scale, most", [("Set14", 2, "floor"), ("Set5", 4, 2.0)])
+def test_the_papers_clean_inputs_read_as_almost_noiseless(data, tmp_path, set_name, scale, most):
+    """Every patch of a small LR counts: at a stride of 3, Set14's ×2 img_005 read 1.12 (so its son got noise) and
+    Set5's ×4 64² img_003 12.25."""
+    from mzsr.bench.scenarios import degraded_input, get_scenario
+    from mzsr.realphoto import NOISE_FLOOR, estimate_noise
+
+    files = sorted((data / "benchmark" / set_name / "HR").glob("*.png"))
+    reads = [estimate_noise(degraded_input(f, get_scenario("gd2.0"), scale, tmp_path).astype(np.float64))
+             for f in files]
+    assert max(reads) < (NOISE_FLOOR if most == "floor" else most), reads  # the floor: a clean son
+
+
 def test_a_flat_image_reads_as_noiseless():
     from mzsr.realphoto import estimate_noise
 

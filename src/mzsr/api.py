@@ -22,8 +22,8 @@ from .models import Model, ModelError, default_model, load_model, model_for_kern
 from .realphoto import auto_corruption, calibrate_son_noise, son_quality
 from .resize import imresize
 from .runtime import describe_path, fast_precision, pick_device
-from .schedules import (AUTO_BACK_PROJECTION, AUTO_BACK_PROJECTION_CORRUPTED, AUTO_ENSEMBLE, AUTO_SON_NOISE_SHARE,
-                        AUTO_TIME_LIMIT)
+from .schedules import (AUTO_BACK_PROJECTION, AUTO_BACK_PROJECTION_CORRUPTED, AUTO_ENSEMBLE,
+                        AUTO_LARGE_SCALE_CORRUPT_FROM, AUTO_SON_NOISE_SHARE, AUTO_TAIL_MAX_SCALE, AUTO_TIME_LIMIT)
 
 METHODS = ("mzsr", "finetune", "bicubic", "zssr")
 ADAPTING = ("mzsr", "finetune")
@@ -223,10 +223,13 @@ class Upscaler:
     def son_corruption(self, rgb: np.ndarray, kernel, sigma: float, quality: int | None) -> tuple[float, int | None]:
         """(σ, JPEG quality) to corrupt the son with: the given values, or (``"auto"``) the input's measured ones
         (:meth:`measure`), σ matched through the son's JPEG (:func:`mzsr.realphoto.calibrate_son_noise`); with
-        ``steps="auto"``, :data:`mzsr.schedules.AUTO_SON_NOISE_SHARE` of that σ."""
+        ``steps="auto"``, :data:`mzsr.schedules.AUTO_SON_NOISE_SHARE` of that σ, and above ×2 neither noise nor
+        the read JPEG under a σ of :data:`mzsr.schedules.AUTO_LARGE_SCALE_CORRUPT_FROM`."""
         jpeg = quality if self.jpeg == "auto" else self.jpeg
         if self.noise != "auto":
             return float(self.noise), jpeg
+        if self.auto and self.scale > AUTO_TAIL_MAX_SCALE and sigma < AUTO_LARGE_SCALE_CORRUPT_FROM:
+            return 0.0, None if self.jpeg == "auto" else jpeg
         if jpeg is not None and sigma:  # JPEG removes most of the noise the estimate sees
             sigma = calibrate_son_noise(degrade(rgb * 255.0, kernel, self.scale, self.downsample), sigma, jpeg)
         return float(sigma) * (AUTO_SON_NOISE_SHARE if self.auto else 1.0), jpeg
@@ -266,13 +269,15 @@ class Upscaler:
             noise, jpeg = self.son_corruption(rgb, kernel, sigma, quality)
             report: dict = {}
             ensemble = (AUTO_ENSEMBLE if self.auto else False) if self.ensemble is None else self.ensemble
-            auto_bp = AUTO_BACK_PROJECTION_CORRUPTED if noise or jpeg is not None else AUTO_BACK_PROJECTION
+            corrupted = bool(noise) or jpeg is not None
+            auto_bp = AUTO_BACK_PROJECTION_CORRUPTED if corrupted else AUTO_BACK_PROJECTION
             bp = (auto_bp if self.auto else 0) if self.back_projection is None else self.back_projection
             sr = _adapt.zero_shot(weights.net, weights.params, rgb * 255.0, kernel, self.scale, self.downsample,
                                   self.steps, model.step_lrs, self.device, callback=callback, precision=self.precision,
                                   back_projection=bp, ensemble=ensemble, schedule="tail" if self.auto else "paper",
                                   noise=noise, jpeg=jpeg, seed=self.seed, time_limit=self.time_limit,
-                                  guard=self.auto, report=report, **tiles)
+                                  guard=self.auto, tail=corrupted or self.scale <= AUTO_TAIL_MAX_SCALE,
+                                  report=report, **tiles)
         up_alpha = None if alpha is None else imresize(alpha, out_shape=sr.shape[:2])
         out = join_channels(sr, up_alpha, gray, peak, image.dtype)
         if model is None:

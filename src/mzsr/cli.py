@@ -77,9 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"kernel estimator for --kernel estimate ({', '.join(ESTIMATORS)}; default "
                          f"{DEFAULT_ESTIMATOR})")
     up.add_argument("--steps", type=_steps, default="auto", metavar="auto|N",
-                    help="auto (default): the model's meta-learned steps, then Adam until held-out parts of the "
-                         "image stop improving, within --time-limit, then self-ensemble and 2 back-projections "
-                         "(none on a noisy or JPEG input); "
+                    help="auto (default): the model's meta-learned steps, then (at ×2, or on a son given noise or "
+                         "JPEG) Adam until held-out parts of the image stop improving, within --time-limit, then "
+                         "self-ensemble and 2 back-projections (none on a noisy or JPEG son); "
                          "N: the paper's MZSR(N), N whole-image SGD steps (0: the meta-learned weights as they are)")
     up.add_argument("--time-limit", type=float, metavar="SECONDS",
                     help=f"with --steps auto, seconds per image, inference included (default {AUTO_TIME_LIMIT:g}); "

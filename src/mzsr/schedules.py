@@ -76,6 +76,18 @@ AUTO_INFER_MARGIN = 1.5
 # Set14's first 7, ×2, true kernel: the meta-learned steps alone 29.76 / 28.56 dB on g^d_2.0 / g^d_ani, with ~7.5 s
 # of steps after them 29.80 / 29.01.
 AUTO_ADAPT_MIN_SHARE = 0.5
+# Above this scale a clean son takes the meta-learned steps only, no tail: at ×4 each step after them costs the
+# output (Set14 ×4 g^d_2.0, plain pass: MZSR(1) 27.10 dB, MZSR(10) 27.05, the Adam tail until the held-out stop
+# 26.19), and the held-out blocks cannot stop it (one 32² block on a ~125×90 LR, none on Set5's 64² LRs). A son
+# given noise or JPEG still needs the tail: the meta-learned steps alone do not teach the net to denoise.
+AUTO_TAIL_MAX_SCALE = 2
+# … and above that scale the son takes the input's noise and JPEG (noise="auto", jpeg="auto") only from this σ
+# read on, in grey levels. Sharp ×4 LRs read their texture as σ up to 4.2 (clean g^d_2.0, BSD100's first 20), and
+# a clean son with the meta-learned steps only beat a corrupted one with the tail below it (15 s per image, true
+# kernel; Set14 ×4 g^d_2.0 + σ 3: 27.15 against 26.93 dB, + σ 5: 26.73 / 26.53, clean: 27.42 / 27.25; BSD100's
+# first 5 ×4, DIV2KRK kernels + JPEG 75: 24.22 / 24.13, + σ 3 + JPEG 75: 24.14 / 24.05, + σ 2 + JPEG 90:
+# 24.49 / 24.37), not above it (+ σ 10: 25.34 / 25.66)
+AUTO_LARGE_SCALE_CORRUPT_FROM = 8.0
 AUTO_SUMMARY = (f"the model's SGD steps, then Adam lr {TAIL_ADAM_LR:g}, each step on {ADAPT_CROPS} texture-weighted "
                 f"crops of ({ADAPT_SON_CROP}·scale)² LR pixels or the whole image if smaller")
 

@@ -24,8 +24,9 @@ from ..adapt import l1_grad_tiled, make_son, super_resolve, to_image, to_tensor,
 from ..api import upscale
 from ..degrade import quantize
 from ..models import Model
-from ..schedules import (ADAM_FROM_STEPS, AUTO_BACK_PROJECTION, AUTO_ENSEMBLE, AUTO_SON_NOISE_SHARE, AUTO_SUMMARY,
-                         AUTO_TIME_LIMIT, FINETUNE_ADAM_LR, ZSSR_REAL_NOISE)
+from ..schedules import (ADAM_FROM_STEPS, AUTO_BACK_PROJECTION, AUTO_ENSEMBLE, AUTO_LARGE_SCALE_CORRUPT_FROM,
+                         AUTO_SON_NOISE_SHARE, AUTO_SUMMARY, AUTO_TAIL_MAX_SCALE, AUTO_TIME_LIMIT, FINETUNE_ADAM_LR,
+                         ZSSR_REAL_NOISE)
 from ..zssr import zssr
 
 _STEPPED = re.compile(r"(mzsr|finetune)(\d+)|mzsr(\d+|auto)(?:bp(\d+))?(x8)?(blind)?")
@@ -85,7 +86,9 @@ class Method:
                                                           if AUTO_ENSEMBLE else "")
                     + (f", then {AUTO_BACK_PROJECTION} back-projection iterations (none where the son is given noise "
                        "or JPEG)" if AUTO_BACK_PROJECTION else "")
-                    + f"; a noisy input's son takes {AUTO_SON_NOISE_SHARE:g} of the σ read on it")
+                    + f"; a noisy input's son takes {AUTO_SON_NOISE_SHARE:g} of the σ read on it; above "
+                    f"×{AUTO_TAIL_MAX_SCALE} the son is given noise and JPEG only from a σ of "
+                    f"{AUTO_LARGE_SCALE_CORRUPT_FROM:g} read on the input, and a clean son the SGD steps only")
         steps = f"{self.steps} whole-image step{'' if self.steps == 1 else 's'}"
         if self.kind == "mzsr":
             x8 = ", median over 8 rotations/flips" if self.ensemble else ""

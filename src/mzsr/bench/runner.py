@@ -27,8 +27,9 @@ from ..io import ImageError, atomic_write, hr_files, write_image
 from ..metrics import psnr_y, ssim_y
 from ..models import Model, ModelError, fingerprint, load_model
 from ..runtime import device_label, pick_device
-from ..schedules import (AUTO_BACK_PROJECTION, AUTO_BACK_PROJECTION_CORRUPTED, AUTO_ENSEMBLE, AUTO_SON_NOISE_SHARE,
-                         AUTO_SUMMARY, AUTO_TIME_LIMIT)
+from ..schedules import (AUTO_BACK_PROJECTION, AUTO_BACK_PROJECTION_CORRUPTED, AUTO_ENSEMBLE,
+                         AUTO_LARGE_SCALE_CORRUPT_FROM, AUTO_SON_NOISE_SHARE, AUTO_SUMMARY, AUTO_TAIL_MAX_SCALE,
+                         AUTO_TIME_LIMIT)
 from ..zssr import REVISION as ZSSR_REVISION
 from .curve import psnr_vs_steps
 from .methods import Method, parse_method, run_method
@@ -105,7 +106,8 @@ class Options:
             key["recipe"] = {"summary": AUTO_SUMMARY, "time_limit": AUTO_TIME_LIMIT, "ensemble": AUTO_ENSEMBLE,
                              "back_projection": AUTO_BACK_PROJECTION,
                              "back_projection_corrupted": AUTO_BACK_PROJECTION_CORRUPTED,
-                             "son_noise_share": AUTO_SON_NOISE_SHARE, "seed": self.seed}
+                             "son_noise_share": AUTO_SON_NOISE_SHARE, "tail_max_scale": AUTO_TAIL_MAX_SCALE,
+                             "large_scale_corrupt_from": AUTO_LARGE_SCALE_CORRUPT_FROM, "seed": self.seed}
         return key
 
 
