@@ -229,9 +229,12 @@ def test_auto_adapts_past_the_meta_learned_steps_at_x2_or_on_a_corrupted_son_onl
     """At ×4 every step after the meta-learned ones costs a clean son's output; a noisy or JPEG son needs them."""
     seen = _record_zero_shot(monkeypatch, "tail")
     img = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    smooth = np.repeat(np.linspace(40, 200, 64)[None, :, None], 64, 0).repeat(3, 2).astype(np.uint8)  # reads σ 0
     for scale, noise, jpeg in [(2, 0, None), (4, 0, None), (4, 3, None), (4, 0, 80)]:
         mzsr.Upscaler(scale, f"iso:{scale}", noise=noise, jpeg=jpeg, device="cpu").upscale(img)
-    assert seen == [True, False, True, True]
+    mzsr.Upscaler(4, "iso:4", device="cpu").upscale(smooth)  # noise and jpeg "auto"
+    mzsr.Upscaler(4, "iso:4", method="finetune", device="cpu").upscale(smooth)  # pretrained weights need the tail
+    assert seen == [True, False, True, True, False, True]
 
 
 def test_auto_gives_the_son_a_share_of_the_measured_noise(monkeypatch, tiny_model, rng):
@@ -272,7 +275,10 @@ def test_at_x4_auto_corrupts_the_son_only_for_strong_noise(rng):
             rgb, k, sigma, quality)
 
     assert son(4, floor - 0.5, 75) == (0.0, None)
+    assert son(4, 0.0, 75, noise=0) == (0.0, None)  # no noise asked for: the read JPEG goes too
     assert son(4, floor - 0.5, None, jpeg=90) == (0.0, 90)  # a quality asked for is kept
+    assert son(4, floor, 75) == (pytest.approx(floor * share), 75)  # the son (20×30) too small to calibrate on
     assert son(4, floor + 1, None) == (pytest.approx((floor + 1) * share), None)
     assert son(2, floor - 0.5, None) == (pytest.approx((floor - 0.5) * share), None)
-    assert son(4, floor - 0.5, 75, steps=10) == (floor - 0.5, 75)  # MZSR(N) as read
+    assert son(4, floor - 0.5, None, method="finetune") == (pytest.approx((floor - 0.5) * share), None)
+    assert son(4, floor - 0.5, None, steps=10) == (floor - 0.5, None)  # MZSR(N) as read

@@ -126,8 +126,8 @@ def test_noise_estimate_is_within_one_grey_level_on_blurred_test_images(data, si
 
 @pytest.mark.parametrize("set_name, scale, most", [("Set14", 2, "floor"), ("Set5", 4, 2.0)])
 def test_the_papers_clean_inputs_read_as_almost_noiseless(data, tmp_path, set_name, scale, most):
-    """Every patch of a small LR counts: at a stride of 3, Set14's ×2 img_005 read 1.12 (so its son got noise) and
-    Set5's ×4 64² img_003 12.25."""
+    """Every patch of a small LR counts: at a stride of 3, Set14's ×2 img_005 reads 1.12 (a noisy son) and Set5's
+    ×4 64² img_003 12.25."""
     from mzsr.bench.scenarios import degraded_input, get_scenario
     from mzsr.realphoto import NOISE_FLOOR, estimate_noise
 

@@ -270,7 +270,7 @@ def adapt(net, params: dict, lr: torch.Tensor, kernel: torch.Tensor | None, scal
     ``time_limit`` seconds of ``clock`` with ``infer_seconds`` left for the inference; the weights with the best
     held-out loss are returned. The meta-learned steps are always taken: the weights before them are a starting
     point, not an SR model, and on crops they cost little whatever the image's size. Without ``tail`` only they
-    are taken, on the whole son pair: nothing is held out, and nothing reports a held-out loss. ``report``, a
+    are taken, and on every pixel of the son pair: nothing is held out, nor reports a held-out loss. ``report``, a
     dict, receives ``steps`` (taken) and, with ``"auto"``, ``held_loss`` (the returned weights' held-out loss)
     and ``bicubic_loss`` (bicubic's on the same blocks: what :func:`mzsr.realphoto.guard_weight` compares).
     """

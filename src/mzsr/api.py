@@ -110,13 +110,14 @@ class Upscaler:
     by default :func:`default_downsample`. ``max_pixels``: the most output pixels an image may give (``None``:
     no limit). See :func:`upscale` for the other options.
 
-    ``steps``: ``"auto"`` (our schedule: the model's meta-learned steps, then Adam until held-out parts of the
-    son pair stop improving, within ``time_limit`` seconds per image; bounded cost per step; then the
-    self-ensemble and (on a clean son) back-projection unless told otherwise; in bf16 where the machine has it;
-    blended towards bicubic where the adapted net does no better than bicubic on the held-out parts) or ``N``:
-    the paper's MZSR(N), N plain-SGD steps on the whole image in fp32. ``noise`` / ``jpeg``: the corruption the son is
+    ``steps``: ``"auto"`` (our schedule: the model's meta-learned steps, then, at ×2 or on a noisy or JPEG son,
+    Adam until held-out parts of the son pair stop improving, within ``time_limit`` seconds per image, blended
+    towards bicubic where the adapted net does no better than bicubic on them; bounded cost per step; then the
+    self-ensemble and (on a clean son) back-projection unless told otherwise; in bf16 where the machine has it)
+    or ``N``: the paper's MZSR(N), N plain-SGD steps on the whole image in fp32. ``noise`` / ``jpeg``: the corruption the son is
     given, so that adapting learns to remove the input's noise and JPEG blocks rather than to reproduce them:
-    ``"auto"`` measures the input (noise level; JPEG quality from the file's tables), a number fixes it, 0 /
+    ``"auto"`` measures the input (noise level; JPEG quality from the file's tables; above ×2, with ``steps="auto"``,
+    only a σ from :data:`mzsr.schedules.AUTO_LARGE_SCALE_CORRUPT_FROM` corrupts the son), a number fixes it, 0 /
     ``None`` means none; ZSSR's sons (``method="zssr"``) take the noise, as in its real-image setting, not JPEG.
     ``seed`` seeds what adapting draws (crops, the son's noise).
     """
@@ -202,6 +203,12 @@ class Upscaler:
         """fp32 for the paper's MZSR(N), exactly as published; the machine's fast path for ``steps="auto"``."""
         return fast_precision(self.device) if self.auto else "fp32"
 
+    @property
+    def meta_only_above_x2(self) -> bool:
+        """Whether a clean son takes the meta-learned steps only (:data:`mzsr.schedules.AUTO_TAIL_MAX_SCALE`): our
+        schedule with the meta-learned weights above ×2 (the bicubic-pretrained ones of ``finetune`` need more)."""
+        return self.auto and self.method == "mzsr" and self.scale > AUTO_TAIL_MAX_SCALE
+
     def describe(self) -> str:
         """The recipe in a few words, for a summary line."""
         if self.method not in ADAPTING:
@@ -225,11 +232,12 @@ class Upscaler:
         (:meth:`measure`), σ matched through the son's JPEG (:func:`mzsr.realphoto.calibrate_son_noise`); with
         ``steps="auto"``, :data:`mzsr.schedules.AUTO_SON_NOISE_SHARE` of that σ, and above ×2 neither noise nor
         the read JPEG under a σ of :data:`mzsr.schedules.AUTO_LARGE_SCALE_CORRUPT_FROM`."""
-        jpeg = quality if self.jpeg == "auto" else self.jpeg
+        clean_large = self.meta_only_above_x2 and sigma < AUTO_LARGE_SCALE_CORRUPT_FROM
+        jpeg = (None if clean_large else quality) if self.jpeg == "auto" else self.jpeg
         if self.noise != "auto":
             return float(self.noise), jpeg
-        if self.auto and self.scale > AUTO_TAIL_MAX_SCALE and sigma < AUTO_LARGE_SCALE_CORRUPT_FROM:
-            return 0.0, None if self.jpeg == "auto" else jpeg
+        if clean_large:
+            return 0.0, jpeg
         if jpeg is not None and sigma:  # JPEG removes most of the noise the estimate sees
             sigma = calibrate_son_noise(degrade(rgb * 255.0, kernel, self.scale, self.downsample), sigma, jpeg)
         return float(sigma) * (AUTO_SON_NOISE_SHARE if self.auto else 1.0), jpeg
@@ -276,7 +284,7 @@ class Upscaler:
                                   self.steps, model.step_lrs, self.device, callback=callback, precision=self.precision,
                                   back_projection=bp, ensemble=ensemble, schedule="tail" if self.auto else "paper",
                                   noise=noise, jpeg=jpeg, seed=self.seed, time_limit=self.time_limit,
-                                  guard=self.auto, tail=corrupted or self.scale <= AUTO_TAIL_MAX_SCALE,
+                                  guard=self.auto, tail=corrupted or not self.meta_only_above_x2,
                                   report=report, **tiles)
         up_alpha = None if alpha is None else imresize(alpha, out_shape=sr.shape[:2])
         out = join_channels(sr, up_alpha, gray, peak, image.dtype)

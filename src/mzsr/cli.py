@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "goes to adapting, so an image whose inference takes longer than that overruns it")
     up.add_argument("--noise", type=_auto_or(float), default="auto", metavar="auto|SIGMA",
                     help="noise σ (grey levels of 0..255) the son is given, so that adapting removes the input's "
-                         "noise instead of learning it (ZSSR's sons too): auto (default) measures the input, 0 = none")
+                         "noise instead of learning it (ZSSR's sons too): auto (default) measures the input (at ×4 with "
+                         "--steps auto, noise and --jpeg auto corrupt the son only from σ 8), 0 = none")
     up.add_argument("--jpeg", type=_auto_or(int, none=True), default="auto", metavar="auto|QUALITY|none",
                     help="JPEG quality the son is compressed at (mzsr, finetune): auto (default) reads a JPEG "
                          "input's quantisation tables, or finds it in the pixels of another file, none = no "
