@@ -227,11 +227,12 @@ def test_auto_stops_within_the_time_limit_and_by_held_out_loss(net):
 
 
 def test_auto_without_a_tail_takes_the_meta_learned_steps_on_every_pixel(net):
-    lr, k = torch.rand(1, 3, 96, 96), torch.ones(3, 3) / 9  # room for one held-out block, with a tail
+    img = np.random.default_rng(4).integers(0, 256, (96, 96, 3)).astype(np.float64)  # room for a held-out block
     steps, report = [], {}
-    adapt(net, params_of(net), lr, k, 2, "direct", "auto", [0.01, 0.01], schedule="tail", time_limit=1e9,
-          clock=Clock(0.0), callback=lambda i, loss: steps.append(i), tail=False, report=report)
-    assert steps == [0, 1] and report == {"steps": 2}  # no held-out loss: nothing for the guard to judge
+    zero_shot(net, params_of(net), img, np.ones((3, 3)) / 9, 2, "direct", "auto", [0.01, 0.01], time_limit=1e9,
+              clock=Clock(0.0), callback=lambda i, loss: steps.append(i), guard=True, tail=False, report=report)
+    assert steps == [0, 1] and report["steps"] == 2
+    assert "held_loss" not in report and report["guard"] == 1.0  # no held-out loss: nothing for the guard to judge
 
 
 def test_a_slow_inference_leaves_the_adaptation_its_share_of_the_limit(net, monkeypatch):

@@ -251,7 +251,7 @@ def adapt(net, params: dict, lr: torch.Tensor, kernel: torch.Tensor | None, scal
           steps: int | str, step_lrs: list, tile: int | None = AUTO_TILE_TRAIN, callback=None,
           first_step: int = 0, precision: str = "fp32", schedule: str = "paper", noise: float = 0.0,
           jpeg: int | None = None, seed: int = 0, time_limit: float = AUTO_TIME_LIMIT, clock=time.monotonic,
-          infer_seconds: float = 0.0, tail_lr: float = TAIL_ADAM_LR, augment: bool = True, tail: bool = True,
+          infer_seconds: float = 0.0, tail_lr: float = TAIL_ADAM_LR, augment: bool = True,
           report: dict | None = None) -> dict:
     """Adapt the weights to the image on its son pair; returns new weights.
 
@@ -269,9 +269,7 @@ def adapt(net, params: dict, lr: torch.Tensor, kernel: torch.Tensor | None, scal
     improved for ``AUTO_PATIENCE`` evaluations, or ``AUTO_MAX_STEPS``, or until one more step would end past
     ``time_limit`` seconds of ``clock`` with ``infer_seconds`` left for the inference; the weights with the best
     held-out loss are returned. The meta-learned steps are always taken: the weights before them are a starting
-    point, not an SR model, and on crops they cost little whatever the image's size. Without ``tail`` only they
-    are taken, and on every pixel of the son pair: nothing is held out, nor reports a held-out loss. ``report``, a
-    dict, receives ``steps`` (taken) and, with ``"auto"``, ``held_loss`` (the returned weights' held-out loss)
+    point, not an SR model, and on crops they cost little whatever the image's size. ``report``, a dict, receives ``steps`` (taken) and, with ``"auto"``, ``held_loss`` (the returned weights' held-out loss)
     and ``bicubic_loss`` (bicubic's on the same blocks: what :func:`mzsr.realphoto.guard_weight` compares).
     """
     if steps == 0:
@@ -282,7 +280,7 @@ def adapt(net, params: dict, lr: torch.Tensor, kernel: torch.Tensor | None, scal
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     start, auto, paper = clock(), steps == "auto", schedule == "paper"
     rng = np.random.default_rng(seed)
-    corners = holdout_blocks(lr, rng) if auto and tail else []
+    corners = holdout_blocks(lr, rng) if auto else []
     frames = kernel_symmetries(kernel) if augment and not paper else [0]
     draw = son_sampler(lr, kernel, scale, downsample, noise, jpeg, frames, None if paper else adapt_crop(scale),
                        keep=holdout_mask(lr, corners) if corners else None)
@@ -290,7 +288,7 @@ def adapt(net, params: dict, lr: torch.Tensor, kernel: torch.Tensor | None, scal
     params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
     opt, best, best_loss, stale, step_time, taken = None, params, float("inf"), 0, 0.0, 0
     for i in range(first_step, first_step + AUTO_MAX_STEPS if auto else first_step + steps):
-        if auto and i >= len(step_lrs) and (not tail or clock() - start + step_time + infer_seconds > time_limit):
+        if auto and i >= len(step_lrs) and clock() - start + step_time + infer_seconds > time_limit:
             break
         t0 = clock()
         pair = draw(rng)
@@ -374,15 +372,16 @@ def zero_shot(net, params: dict, lr_img: np.ndarray, kernel: np.ndarray | None, 
               jpeg: int | None = None, seed: int = 0, time_limit: float = AUTO_TIME_LIMIT,
               clock=time.monotonic, guard: bool = False, tail: bool = True, report: dict | None = None) -> np.ndarray:
     """The whole meta-test on one ``(h, w, 3)`` image on 0..255: adapt (:func:`adapt`: ``steps`` a count or
-    ``"auto"``, ``schedule`` ``"tail"`` or ``"paper"``, the son corrupted with ``noise``/``jpeg``, ``tail``: past
-    the meta-learned steps), super-resolve (with ``ensemble``, as the median over the rotations/flips that leave the
-    kernel unchanged, :mod:`mzsr.ensemble`), then ``back_projection`` iterations of :func:`back_project`. Neither is
-    in the paper's MZSR. With ``steps="auto"``, ``time_limit`` seconds of ``clock`` bound the whole call, inference
-    included (but at least ``AUTO_ADAPT_MIN_SHARE`` of them go to adapting, so a large image's call overruns them),
-    and ``guard`` blends the result towards bicubic where the adapted net reconstructs the held-out blocks of the
-    son pair no better than bicubic does (:func:`mzsr.realphoto.guard_weight`): never worse than bicubic, judged on
-    the image itself (without ``tail`` nothing is held out, so nothing is blended). ``report`` receives what
-    :func:`adapt` reports, the ensemble's ``frames`` and the ``guard`` weight kept (1: all net).
+    ``"auto"``, ``schedule`` ``"tail"`` or ``"paper"``, the son corrupted with ``noise``/``jpeg``; without ``tail``,
+    ``"auto"`` takes the meta-learned steps only, on every pixel), super-resolve (with ``ensemble``, as the median
+    over the rotations/flips that leave the kernel unchanged, :mod:`mzsr.ensemble`), then ``back_projection``
+    iterations of :func:`back_project`. Neither is in the paper's MZSR. With ``steps="auto"``, ``time_limit``
+    seconds of ``clock`` bound the whole call, inference included (but at least ``AUTO_ADAPT_MIN_SHARE`` of them go
+    to adapting, so a large image's call overruns them), and ``guard`` blends the result towards bicubic where the
+    adapted net reconstructs the held-out blocks of the son pair no better than bicubic does
+    (:func:`mzsr.realphoto.guard_weight`): never worse than bicubic, judged on the image itself (without ``tail``
+    nothing is held out, so nothing is blended). ``report`` receives what :func:`adapt` reports, the ensemble's
+    ``frames`` and the ``guard`` weight kept (1: all net).
 
     Returns ``(h·s, w·s, 3)`` float32 in [0, 1], unrounded, so that 16-bit outputs keep their precision.
     """
@@ -398,9 +397,9 @@ def zero_shot(net, params: dict, lr_img: np.ndarray, kernel: np.ndarray | None, 
         infer_seconds = min(AUTO_INFER_MARGIN * per_pass * (len(frames) if frames else 1),
                             (1 - AUTO_ADAPT_MIN_SHARE) * time_limit)
     report = {} if report is None else report
-    adapted = adapt(net, params, lr, k, scale, downsample, steps, step_lrs, tile_train, callback,
-                    precision=precision, schedule=schedule, noise=noise, jpeg=jpeg, seed=seed,
-                    time_limit=time_limit, clock=clock, infer_seconds=infer_seconds, tail=tail, report=report)
+    adapted = adapt(net, params, lr, k, scale, downsample, steps if tail else len(step_lrs), step_lrs, tile_train,
+                    callback, precision=precision, schedule=schedule, noise=noise, jpeg=jpeg, seed=seed,
+                    time_limit=time_limit, clock=clock, infer_seconds=infer_seconds, report=report)
     report["frames"] = len(frames) if frames else 1
     sr = super_resolve(net, adapted, lr, scale, tile_infer, precision, frames, alignment_shift(scale, downsample))
     if back_projection:
