@@ -274,6 +274,31 @@ def test_mzsr_rows_keep_the_papers_recipe_and_auto_runs(tiny_model, rng):
                                                  ensemble=False))
 
 
+def test_paper_rows_take_a_clean_son_on_a_noisy_input(tiny_model):
+    import torch
+
+    from mzsr.adapt import adapt, super_resolve, to_image, to_tensor
+    from mzsr.bench.methods import run_method
+    from mzsr.models import load_model
+
+    model = load_model(tiny_model, "cpu")
+    yy, xx = np.mgrid[0:40, 0:44]
+    smooth = 128 + 60 * np.sin(xx / 6.0)[..., None] * np.cos(yy / 9.0)[..., None] * np.ones(3)
+    lr = np.clip(smooth + np.random.default_rng(3).normal(0, 8, smooth.shape), 0, 255).round().astype(np.uint8)
+    k = gaussian_kernel(2.0, size=11)
+    import mzsr
+
+    assert mzsr.Upscaler(2, k, steps=2, model=model, device="cpu").son_corruption(
+        lr / 255.0, k, *mzsr.Upscaler(2, k, model=model, device="cpu").measure(lr / 255.0))[0] > 5  # auto would
+    t, kt = to_tensor(lr), torch.as_tensor(k, dtype=torch.float32)
+    want = to_image(super_resolve(model.net, adapt(model.net, model.params, t, kt, 2, "direct", 2, model.step_lrs),
+                                  t, 2))
+    assert np.array_equal(run_method(parse_method("mzsr2"), lr, 2, k, "direct", model, None, "cpu"), want)
+    weights = runner.Weights(model, model)
+    assert runner.Options().key(parse_method("mzsr2"), weights)["son"] == "clean"
+    assert "son" not in runner.Options().key(parse_method("mzsrauto"), weights)
+
+
 def test_real_photo_scenarios_corrupt_the_lr_with_the_image_named_seed(data, tmp_path):
     from mzsr.bench.scenarios import SCENARIOS, degraded_input, div2krk_kernel, ground_truth
     from mzsr.io import hr_files

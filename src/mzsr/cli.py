@@ -165,9 +165,10 @@ def _benchmark_parser(sub) -> None:
                     help=f"of {', '.join(SCENARIOS)} (default: all at ×2, gd2.0 at ×4)")
     bm.add_argument("-s", "--scale", type=int, default=2, choices=(2, 3, 4), help="scale factor (default 2)")
     bm.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), metavar="METHOD",
-                    help="bicubic, zssr, zssrreal (noise on its sons), mzsrN, finetuneN (N steps; finetune ≥ 100 "
-                         "steps uses Adam 1e-4), mzsrNbpB (then B back-projection iterations), mzsrNx8 / mzsrNbpBx8 "
-                         "(self-ensemble) "
+                    help="bicubic, zssr, zssrreal (noise on its sons), mzsrN, finetuneN (the paper's recipe: N "
+                         "whole-image steps on a clean son; finetune ≥ 100 steps uses Adam 1e-4), mzsrNbpB (then B "
+                         "back-projection iterations), mzsrNx8 / mzsrNbpBx8 (self-ensemble), mzsrauto (the default "
+                         "of mzsr upscale); a blind suffix on the mzsr ones estimates the kernel "
                          f"(default: {' '.join(DEFAULT_METHODS)})")
     bm.add_argument("--model", metavar="NAME|PATH", help="MZSR model for every scenario (default: the shipped "
                     "one for -s and each scenario's subsampling; fine-tuning starts from its card's base)")

@@ -6,7 +6,8 @@ then Adam, crops on large images) until held-out blocks stop improving, within a
 precision the machine has, with what ``mzsr.schedules`` makes part of it (additions of ours, not rows of the paper).
 
 ``mzsrN`` adapts the meta-learned weights, ``finetuneN`` the bicubic-pretrained weights they started from (the
-model card's ``base``), both on the whole image. Fine-tuning with fewer than ``ADAM_FROM_STEPS`` steps uses the
+model card's ``base``), both on the whole image and on a clean son, as the paper does (no noise or JPEG given to it,
+whatever the input reads as); ``mzsrauto`` corrupts its son as the input reads, as ``mzsr upscale`` does. Fine-tuning with fewer than ``ADAM_FROM_STEPS`` steps uses the
 model's plain-SGD step learning rates, like MZSR; from ``ADAM_FROM_STEPS`` on it uses Adam at
 ``FINETUNE_ADAM_LR``, because plain SGD with those rates barely moves pretrained weights (spec §5: 29.14 →
 29.33 dB in 100 steps, against 35.34 dB with Adam) and would make a strawman of fine-tuning.
@@ -94,9 +95,9 @@ class Method:
             x8 = ", median over 8 rotations/flips" if self.ensemble else ""
             bp = f", then {self.back_projection} back-projection iterations" if self.back_projection else ""
             blind = ", with the kernel estimated from the LR" if self.blind else ""
-            return f"{steps} of SGD from the meta-learned weights (the model's step lrs){blind}{x8}{bp}"
+            return f"{steps} of SGD from the meta-learned weights (the model's step lrs) on a clean son{blind}{x8}{bp}"
         rule = f"Adam lr {FINETUNE_ADAM_LR:g}" if self.adam else "SGD, the model's step lrs"
-        return f"{steps} from the bicubic-pretrained weights ({rule})"
+        return f"{steps} from the bicubic-pretrained weights ({rule}) on a clean son"
 
 
 def parse_method(name: str) -> Method:
@@ -141,8 +142,8 @@ def run_method(method: Method, lr: np.ndarray, scale: int, kernel: np.ndarray, d
                model: Model | None, base: Model | None, device, zssr_iters: int | None = None, seed: int = 0,
                callback=None) -> np.ndarray:
     """Super-resolve the uint8 RGB ``lr`` with ``method``; ``model`` is the MZSR model, ``base`` its pretrained one.
-    Noise and JPEG are left to ``auto``, as for a user's file: the benchmark's inputs are PNGs, whose JPEG quality
-    ``auto`` finds in the pixels."""
+    ``mzsrauto``'s noise and JPEG are left to ``auto``, as for a user's file (the benchmark's inputs are PNGs, whose
+    JPEG quality ``auto`` finds in the pixels); the paper's rows take a clean son."""
     if method.kind == "zssr":
         # called directly, not through upscale(), for its seed and iteration cap; rounded as upscale() would
         return quantize(255.0 * zssr(lr / 255.0, scale, kernel, downsample, device, callback, zssr_iters, seed,
@@ -152,6 +153,7 @@ def run_method(method: Method, lr: np.ndarray, scale: int, kernel: np.ndarray, d
     if method.adam:
         return finetune_adam(base, lr, kernel, scale, downsample, method.steps, device, callback=callback)
     kernel = "estimate" if method.blind else kernel
+    son = {} if method.auto else {"noise": 0.0, "jpeg": None}
     # None leaves them to the recipe: mzsrauto's own ensemble and back-projection, none for the paper's mzsrN
     return upscale(lr, scale, kernel, method.steps, method.kind, model, downsample, device, callback=callback,
-                   back_projection=method.back_projection or None, ensemble=method.ensemble or None, seed=seed)
+                   back_projection=method.back_projection or None, ensemble=method.ensemble or None, seed=seed, **son)

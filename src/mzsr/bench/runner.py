@@ -26,6 +26,7 @@ from ..api import Upscaler
 from ..io import ImageError, atomic_write, hr_files, write_image
 from ..metrics import psnr_y, ssim_y
 from ..models import Model, ModelError, fingerprint, load_model
+from ..realphoto import MAX_PATCHES, NOISE_FLOOR
 from ..runtime import device_label, pick_device
 from ..schedules import (AUTO_BACK_PROJECTION, AUTO_BACK_PROJECTION_CORRUPTED, AUTO_ENSEMBLE,
                          AUTO_LARGE_SCALE_CORRUPT_FROM, AUTO_SON_NOISE_SHARE, AUTO_SUMMARY, AUTO_TAIL_MAX_SCALE,
@@ -102,12 +103,15 @@ class Options:
             key["model"] = weights.prints["model"]
         if method.kind == "finetune":
             key["base"] = weights.prints["base"]
-        if method.needs_model and method.steps == "auto":  # our schedule changes with its constants
+        if method.needs_model and not method.auto:
+            key["son"] = "clean"  # the paper's recipe: cells without this may have given the son the noise read
+        if method.needs_model and method.auto:  # our schedule changes with its constants
             key["recipe"] = {"summary": AUTO_SUMMARY, "time_limit": AUTO_TIME_LIMIT, "ensemble": AUTO_ENSEMBLE,
                              "back_projection": AUTO_BACK_PROJECTION,
                              "back_projection_corrupted": AUTO_BACK_PROJECTION_CORRUPTED,
                              "son_noise_share": AUTO_SON_NOISE_SHARE, "tail_max_scale": AUTO_TAIL_MAX_SCALE,
-                             "large_scale_corrupt_from": AUTO_LARGE_SCALE_CORRUPT_FROM, "seed": self.seed}
+                             "large_scale_corrupt_from": AUTO_LARGE_SCALE_CORRUPT_FROM, "seed": self.seed,
+                             "noise_estimate": {"floor": NOISE_FLOOR, "patches": MAX_PATCHES}}
         return key
 
 
