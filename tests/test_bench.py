@@ -277,6 +277,7 @@ def test_mzsr_rows_keep_the_papers_recipe_and_auto_runs(tiny_model, rng):
 def test_paper_rows_take_a_clean_son_on_a_noisy_input(tiny_model):
     import torch
 
+    import mzsr
     from mzsr.adapt import adapt, super_resolve, to_image, to_tensor
     from mzsr.bench.methods import run_method
     from mzsr.models import load_model
@@ -286,8 +287,6 @@ def test_paper_rows_take_a_clean_son_on_a_noisy_input(tiny_model):
     smooth = 128 + 60 * np.sin(xx / 6.0)[..., None] * np.cos(yy / 9.0)[..., None] * np.ones(3)
     lr = np.clip(smooth + np.random.default_rng(3).normal(0, 8, smooth.shape), 0, 255).round().astype(np.uint8)
     k = gaussian_kernel(2.0, size=11)
-    import mzsr
-
     assert mzsr.Upscaler(2, k, steps=2, model=model, device="cpu").son_corruption(
         lr / 255.0, k, *mzsr.Upscaler(2, k, model=model, device="cpu").measure(lr / 255.0))[0] > 5  # auto would
     t, kt = to_tensor(lr), torch.as_tensor(k, dtype=torch.float32)

@@ -7,8 +7,9 @@ precision the machine has, with what ``mzsr.schedules`` makes part of it (additi
 
 ``mzsrN`` adapts the meta-learned weights, ``finetuneN`` the bicubic-pretrained weights they started from (the
 model card's ``base``), both on the whole image and on a clean son, as the paper does (no noise or JPEG given to it,
-whatever the input reads as); ``mzsrauto`` corrupts its son as the input reads, as ``mzsr upscale`` does. Fine-tuning with fewer than ``ADAM_FROM_STEPS`` steps uses the
-model's plain-SGD step learning rates, like MZSR; from ``ADAM_FROM_STEPS`` on it uses Adam at
+whatever the input reads as); ``mzsrauto`` corrupts its son as the input reads, as ``mzsr upscale`` does.
+Fine-tuning with fewer than ``ADAM_FROM_STEPS`` steps uses the model's plain-SGD step learning rates, like MZSR;
+from ``ADAM_FROM_STEPS`` on it uses Adam at
 ``FINETUNE_ADAM_LR``, because plain SGD with those rates barely moves pretrained weights (spec §5: 29.14 →
 29.33 dB in 100 steps, against 35.34 dB with Adam) and would make a strawman of fine-tuning.
 Every method returns uint8 RGB.

@@ -105,7 +105,7 @@ class Options:
             key["base"] = weights.prints["base"]
         if method.needs_model and not method.auto:
             key["son"] = "clean"  # the paper's recipe: cells without this may have given the son the noise read
-        if method.needs_model and method.auto:  # our schedule changes with its constants
+        elif method.needs_model:  # our schedule changes with its constants
             key["recipe"] = {"summary": AUTO_SUMMARY, "time_limit": AUTO_TIME_LIMIT, "ensemble": AUTO_ENSEMBLE,
                              "back_projection": AUTO_BACK_PROJECTION,
                              "back_projection_corrupted": AUTO_BACK_PROJECTION_CORRUPTED,
