@@ -274,6 +274,8 @@ def test_fast_path_follows_the_cpu_flags(monkeypatch):
     assert runtime.fast_precision("cpu") == "fp32" and runtime.describe_path("cpu") == "fp32"
     monkeypatch.setattr(runtime, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
     assert runtime.fast_precision("cpu") == "bf16" and runtime.describe_path("cpu") == "bf16+channels_last"
+    monkeypatch.setattr(runtime, "cpu_model", lambda: "AMD EPYC")
+    assert runtime.device_label("cpu") == "cpu (AMD EPYC, bf16+channels_last)"  # reports tell the paths apart
 
 
 @pytest.mark.skipif(not has_fast_bf16("cpu"), reason="bf16 is not native on this CPU")

@@ -12,6 +12,7 @@ from mzsr.bench.methods import parse_method
 from mzsr.bench.scenarios import default_scenarios, get_scenario, paper_value
 from mzsr.cli import main
 from mzsr.kernels import gaussian_kernel
+from mzsr.runtime import device_label
 
 from conftest import SET5_NAMES, load_rgb
 
@@ -146,7 +147,7 @@ def test_scores_agree_with_an_independent_scorer_and_runs_resume(toy_data, tiny_
     assert calls == ["zssr"] * 4
     results = load_results(out)
     zssr = results["cells"][1]
-    assert zssr["device"] == "cuda (H100)" and results["cells"][0]["device"] == results["benchmark"]["device"] == "cpu"
+    assert zssr["device"] == "cuda (H100)" and results["cells"][0]["device"] == results["benchmark"]["device"] == device_label("cpu")
     assert results["speed"][0]["zssr_over_mzsr10"] is None
     table = (out / "table.md").read_text()
     assert f"{zssr['seconds']:.3g} ± {zssr['seconds_std']:.2g} (cuda (H100))" in table

@@ -40,11 +40,12 @@ def autocast(device: torch.device, precision: str = "fp32"):
 
 
 def device_label(device) -> str:
-    """``cpu`` or ``cuda (<GPU name>)``: what timings were measured on, for reports."""
+    """``cpu (<CPU model>, <fast path>)`` or ``cuda (<GPU name>)``: what timings were measured on, for reports.
+    A CPU's label names its path because time-limited adaptation takes as many steps as that path affords."""
     device = torch.device(device)
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    return device.type
+    return f"cpu ({cpu_model()}, {describe_path(device)})"
 
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # CPUs with native bf16 dot products (oneDNN uses them)

@@ -84,8 +84,8 @@ def _caption(results: dict) -> str:
     limit = ("all images" if n is None else "the images column's count" if n == "mixed"
              else f"the first {n} image{'s' if n > 1 else ''} of each set")
     return (f"Y-channel PSNR (dB) / SSIM, shave {b['scale']} (spec §6), on {limit}; the paper's values are "
-            f"whole-set means. {b['repeats']} timed run(s) per image on {b['device']} ({b['threads']} threads, "
-            f"torch {b['torch']}).")
+            f"whole-set means. {b['repeats']} timed run(s) per image on {b['device']}, {b['threads']} threads, "
+            f"torch {b['torch']}.")
 
 
 def markdown(results: dict) -> str:
