@@ -147,7 +147,8 @@ def test_scores_agree_with_an_independent_scorer_and_runs_resume(toy_data, tiny_
     assert calls == ["zssr"] * 4
     results = load_results(out)
     zssr = results["cells"][1]
-    assert zssr["device"] == "cuda (H100)" and results["cells"][0]["device"] == results["benchmark"]["device"] == device_label("cpu")
+    assert zssr["device"] == "cuda (H100)"
+    assert results["cells"][0]["device"] == results["benchmark"]["device"] == device_label("cpu")
     assert results["speed"][0]["zssr_over_mzsr10"] is None
     table = (out / "table.md").read_text()
     assert f"{zssr['seconds']:.3g} ± {zssr['seconds_std']:.2g} (cuda (H100))" in table
