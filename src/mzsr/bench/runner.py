@@ -29,8 +29,8 @@ from ..models import Model, ModelError, fingerprint, load_model
 from ..realphoto import MAX_PATCHES, NOISE_FLOOR
 from ..runtime import device_label, pick_device
 from ..schedules import (AUTO_BACK_PROJECTION, AUTO_BACK_PROJECTION_CORRUPTED, AUTO_ENSEMBLE,
-                         AUTO_LARGE_SCALE_CORRUPT_FROM, AUTO_SON_NOISE_SHARE, AUTO_SUMMARY, AUTO_TAIL_MAX_SCALE,
-                         AUTO_TIME_LIMIT)
+                         AUTO_LARGE_SCALE_CORRUPT_FROM, AUTO_PATIENCE, AUTO_SON_NOISE_SHARE, AUTO_SUMMARY,
+                         AUTO_TAIL_MAX_SCALE, AUTO_TIME_LIMIT)
 from ..zssr import REVISION as ZSSR_REVISION
 from .curve import psnr_vs_steps
 from .methods import Method, parse_method, run_method
@@ -106,8 +106,8 @@ class Options:
         if method.needs_model and not method.auto:
             key["son"] = "clean"  # the paper's recipe: cells without this may have given the son the noise read
         elif method.needs_model:  # our schedule changes with its constants
-            key["recipe"] = {"summary": AUTO_SUMMARY, "time_limit": AUTO_TIME_LIMIT, "ensemble": AUTO_ENSEMBLE,
-                             "back_projection": AUTO_BACK_PROJECTION,
+            key["recipe"] = {"summary": AUTO_SUMMARY, "time_limit": AUTO_TIME_LIMIT, "patience": AUTO_PATIENCE,
+                             "ensemble": AUTO_ENSEMBLE, "back_projection": AUTO_BACK_PROJECTION,
                              "back_projection_corrupted": AUTO_BACK_PROJECTION_CORRUPTED,
                              "son_noise_share": AUTO_SON_NOISE_SHARE, "tail_max_scale": AUTO_TAIL_MAX_SCALE,
                              "large_scale_corrupt_from": AUTO_LARGE_SCALE_CORRUPT_FROM, "seed": self.seed,
