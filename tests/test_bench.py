@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mzsr import runtime
 from mzsr.bench import runner
 from mzsr.bench.methods import parse_method
 from mzsr.bench.scenarios import default_scenarios, get_scenario, paper_value
@@ -56,7 +57,7 @@ def independent_psnr_y(sr, gt, shave):
     return 10 * np.log10(255.0 ** 2 / np.mean(d ** 2))
 
 
-def test_method_names_scenarios_and_paper_lookup():
+def test_method_names_scenarios_and_paper_lookup(monkeypatch):
     m = parse_method("mzsr7")
     assert (m.kind, m.steps, m.paper_name) == ("mzsr", 7, "MZSR(7)")
     assert not parse_method("finetune10").adam and parse_method("finetune100").adam
@@ -69,6 +70,8 @@ def test_method_names_scenarios_and_paper_lookup():
     auto = parse_method("mzsrauto")
     assert (auto.kind, auto.steps, auto.paper_name, auto.label) == ("mzsr", "auto", None, "MZSR(auto)")
     assert "held-out" in auto.describe()
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: {"avx512_bf16"})  # only our schedule takes the fast path
+    assert auto.path("cpu") == "bf16+channels_last" and parse_method("zssr").path("cpu") == "fp32"
     real = parse_method("zssrreal")
     assert (real.kind, real.son_noise, real.paper_name, real.label) == ("zssr", pytest.approx(3.1875), None,
                                                                         "ZSSR, real-image setting")
@@ -151,6 +154,7 @@ def test_scores_agree_with_an_independent_scorer_and_runs_resume(toy_data, tiny_
     assert results["cells"][0]["device"] == results["benchmark"]["device"] == device_label("cpu")
     assert results["speed"][0]["zssr_over_mzsr10"] is None
     table = (out / "table.md").read_text()
+    assert "; Bicubic, ZSSR, Fine-tune(1), Fine-tune(100, Adam), MZSR(1), MZSR(10) in fp32." in table
     assert f"{zssr['seconds']:.3g} ± {zssr['seconds_std']:.2g} (cuda (H100))" in table
 
 

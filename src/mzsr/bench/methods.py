@@ -26,6 +26,7 @@ from ..adapt import l1_grad_tiled, make_son, super_resolve, to_image, to_tensor,
 from ..api import upscale
 from ..degrade import quantize
 from ..models import Model
+from ..runtime import describe_path
 from ..schedules import (ADAM_FROM_STEPS, AUTO_BACK_PROJECTION, AUTO_ENSEMBLE, AUTO_LARGE_SCALE_CORRUPT_FROM,
                          AUTO_SON_NOISE_SHARE, AUTO_SUMMARY, AUTO_TAIL_MAX_SCALE, AUTO_TIME_LIMIT, FINETUNE_ADAM_LR,
                          ZSSR_REAL_NOISE)
@@ -64,6 +65,11 @@ class Method:
         if self.son_noise:
             return None
         return {"bicubic": "Bicubic", "zssr": "ZSSR", "mzsr": f"MZSR({self.steps})"}.get(self.kind)
+
+    def path(self, device) -> str:
+        """The precision the method computes in on ``device``, as ``mzsr.upscale`` picks it: the machine's fast
+        path for our schedule, fp32 for the paper's recipes, fine-tuning, ZSSR and bicubic."""
+        return describe_path(device) if self.auto else "fp32"
 
     @property
     def label(self) -> str:

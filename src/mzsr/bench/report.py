@@ -83,9 +83,15 @@ def _caption(results: dict) -> str:
     n = b["limit"]
     limit = ("all images" if n is None else "the images column's count" if n == "mixed"
              else f"the first {n} image{'s' if n > 1 else ''} of each set")
+    # the device's label names its fast path, which only our schedule takes
+    paths: dict[str, list[str]] = {}
+    for m in results["methods"].values():
+        if "path" in m:
+            paths.setdefault(m["path"], []).append(m["label"])
+    computed = "; ".join(f"{', '.join(labels)} in {path}" for path, labels in paths.items())
     return (f"Y-channel PSNR (dB) / SSIM, shave {b['scale']} (spec §6), on {limit}; the paper's values are "
             f"whole-set means. {b['repeats']} timed run(s) per image on {b['device']}, {b['threads']} threads, "
-            f"torch {b['torch']}.")
+            f"torch {b['torch']}" + (f"; {computed}." if computed else "."))
 
 
 def markdown(results: dict) -> str:

@@ -293,7 +293,8 @@ def run_benchmark(out, sets=PAPER_SETS, scenarios=None, methods=DEFAULT_METHODS,
                           "zssr_iters": zssr_iters, "zssr_revision": ZSSR_REVISION, "device": device_label(opts.device), "torch": torch.__version__,
                           "threads": torch.get_num_threads()},
             "scenarios": {s.id: {**s.describe(), **_model_names(weights[s.id])} for s in scens},
-            "methods": {m.name: {"label": m.label, "paper": m.paper_name, "description": m.describe()}
+            "methods": {m.name: {"label": m.label, "paper": m.paper_name, "description": m.describe(),
+                                  "path": m.path(opts.device)}
                         for m in parsed},
             "cells": cells, "speed": speed_rows(cells), "curve": curve}
 
