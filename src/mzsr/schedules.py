@@ -54,7 +54,8 @@ AUTO_HOLDOUT_BLOCK = 32  # side of a held-out LR block; its target pixels never 
 AUTO_HOLDOUT_FRACTION = 0.1  # of the LR pixels held out …
 AUTO_HOLDOUT_MAX_BLOCKS = 16  # … up to this many blocks, so evaluation stays cheap on large images
 # Then, on Set14 after 40 tail steps (g^d_ani / g^d_2.0), the median over the kernel-keeping rotations/flips
-# (+0.23 / +0.25 dB) and 2 back-projection iterations (+0.24 / +0.21 dB), both cheap beside the adaptation.
+# (+0.23 / +0.25 dB) and 2 back-projection iterations (+0.24 / +0.21 dB), both cheap beside the adaptation. At ×4
+# 2 is best too (Set14 ×4 g^d_2.0, the default otherwise: 0 / 2 / 4 / 8 iterations 27.38 / 27.47 / 27.42 / 27.32 dB).
 AUTO_ENSEMBLE = True
 # … but on a large image the ensemble's passes would outlast the adaptation: with steps="auto" it keeps only as
 # many frames (halving) as the measured forward speed fits in this share of the time limit, down to one pass.
@@ -80,7 +81,9 @@ AUTO_INFER_MARGIN = 1.5
 AUTO_ADAPT_MIN_SHARE = 0.5
 # Above this scale a clean son takes the meta-learned steps only, no tail: at ×4 each step after them costs the
 # output (Set14 ×4 g^d_2.0, plain pass: MZSR(1) 27.10 dB, MZSR(10) 27.05, the Adam tail until the held-out stop
-# 26.19), and the held-out blocks cannot stop it (one 32² block on a ~125×90 LR, none on Set5's 64² LRs). A son
+# 26.19), and the held-out blocks cannot stop it (one 32² block on a ~125×90 LR, none on Set5's 64² LRs); the
+# meta-learned steps themselves move little there (with the ensemble and back-projection, 0 / 1 / 3 / 6 steps of
+# the paper's schedule, fp32: 27.45 / 27.48 / 27.48 / 27.47 dB): at ×4 the weights decide, not the adaptation. A son
 # given noise or JPEG still needs the tail: the meta-learned steps alone do not teach the net to denoise.
 AUTO_TAIL_MAX_SCALE = 2
 # … and above that scale the son takes the input's noise and JPEG (noise="auto", jpeg="auto") only from this σ
