@@ -235,6 +235,18 @@ def test_auto_without_a_tail_takes_the_meta_learned_steps_on_every_pixel(net):
     assert "held_loss" not in report and report["guard"] == 1.0  # no held-out loss: nothing for the guard to judge
 
 
+def test_the_guard_gives_bicubic_where_the_adapted_net_is_worse_on_the_held_out_blocks(net):
+    img = np.random.default_rng(5).integers(0, 256, (96, 96, 3)).astype(np.float64)  # room for a held-out block
+    broken = params_of(net)
+    broken["convs.7.bias"] = torch.full_like(broken["convs.7.bias"], 0.5)  # a grey veil no few steps can lift
+    report = {}
+    sr = zero_shot(net, broken, img, np.ones((3, 3)) / 9, 2, "direct", "auto", [0.0], time_limit=1e9,
+                   clock=Clock(0.0), guard=True, report=report)
+    assert report["held_loss"] > report["bicubic_loss"] and report["guard"] == 0.0
+    bicubic = upsample(to_tensor(img), (192, 192)).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    assert np.abs(sr - bicubic).max() < 1e-6
+
+
 def test_a_slow_inference_leaves_the_adaptation_its_share_of_the_limit(net, monkeypatch):
     from mzsr import adapt as adapt_module
 

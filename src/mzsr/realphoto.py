@@ -15,6 +15,7 @@ import scipy.fft
 import scipy.stats
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .schedules import AUTO_GUARD_MARGIN
 from .validate import MAX_NOISE
 
 # IJG's example tables (JPEG standard, Annex K), row-major, as libjpeg (and so Pillow) scales them by quality
@@ -210,7 +211,7 @@ def auto_corruption(img: np.ndarray, quality: int | None = None) -> tuple[float,
     return son_corruption(estimate_noise(img), quality)
 
 
-def guard_weight(net_error: float, bicubic_error: float, margin: float = 0.1) -> float:
+def guard_weight(net_error: float, bicubic_error: float, margin: float = AUTO_GUARD_MARGIN) -> float:
     """Never worse than bicubic, judged on the image itself: the share of the network's SR to keep (the rest
     bicubic's), from how well each reconstructs the LR from the son (e.g. mean L1 of the adapted net's
     son → LR against bicubic ↑ of the son's). 1 while the net is at least ``margin`` (relative) better than

@@ -71,6 +71,13 @@ AUTO_BACK_PROJECTION_CORRUPTED = 0
 # σ 10 26.21 / 26.34 at 1 / 0.7). On JPEGs the son's σ, matched through the compression, mattered little (DIV2KRK + σ 3 + JPEG 80, BSD100's
 # first 5: 27.09 / 27.11 / 27.11 dB at σ 3 / 1.5 / the matched 0).
 AUTO_SON_NOISE_SHARE = 0.8
+# The guard (mzsr.realphoto.guard_weight) keeps all of the net's SR once its held-out son → LR error is this share
+# under bicubic's, and blends towards bicubic below that. On a noisy or JPEG input the corruption in the LR target
+# floors both errors, so a large gain reads small: Set14, ×2, MZSR(auto) blind, mean PSNR with 0.1 / 0.05 / 0.02:
+# DIV2KRK kernels + σ 3 + JPEG 80 27.824 / 27.868 / 27.868 dB, g^d_2.0 + σ 10 + JPEG 75 27.047 / 27.161 / 27.177
+# (0.1 had blended 7 of the 42 images, 1.05 dB of one +3.0 dB gain away; every image stays ≥ +0.33 over bicubic),
+# g^d_2.0 + σ 5 29.226 at all three. On clean inputs the held-out error is 33–72 % under bicubic's: never blended.
+AUTO_GUARD_MARGIN = 0.02
 # The inference is reserved from a forward timed on a small patch, times this: tile margins, the median and
 # back-projection took 1.0–1.41× the patch's pace (LR 128² to 1024×768, 1 and 2 frames, fp32, 192² tiles).
 AUTO_INFER_MARGIN = 1.5

@@ -28,7 +28,7 @@ from ..metrics import psnr_y, ssim_y
 from ..models import Model, ModelError, fingerprint, load_model
 from ..realphoto import MAX_PATCHES, NOISE_FLOOR
 from ..runtime import device_label, pick_device
-from ..schedules import (AUTO_BACK_PROJECTION, AUTO_BACK_PROJECTION_CORRUPTED, AUTO_ENSEMBLE,
+from ..schedules import (AUTO_BACK_PROJECTION, AUTO_BACK_PROJECTION_CORRUPTED, AUTO_ENSEMBLE, AUTO_GUARD_MARGIN,
                          AUTO_LARGE_SCALE_CORRUPT_FROM, AUTO_PATIENCE, AUTO_SON_NOISE_SHARE, AUTO_SUMMARY,
                          AUTO_TAIL_MAX_SCALE, AUTO_TIME_LIMIT)
 from ..zssr import REVISION as ZSSR_REVISION
@@ -110,6 +110,7 @@ class Options:
                              "ensemble": AUTO_ENSEMBLE, "back_projection": AUTO_BACK_PROJECTION,
                              "back_projection_corrupted": AUTO_BACK_PROJECTION_CORRUPTED,
                              "son_noise_share": AUTO_SON_NOISE_SHARE, "tail_max_scale": AUTO_TAIL_MAX_SCALE,
+                             "guard_margin": AUTO_GUARD_MARGIN,
                              "large_scale_corrupt_from": AUTO_LARGE_SCALE_CORRUPT_FROM, "seed": self.seed,
                              "noise_estimate": {"floor": NOISE_FLOOR, "patches": MAX_PATCHES}}
         return key
